@@ -1,0 +1,194 @@
+"""The op vocabulary as modules, with TensorFlow "SAME" padding at every input size.
+
+TF pads a strided op asymmetrically when the input size needs it: the extra row/column goes at the bottom/
+right (e.g. a 3x3 stride-2 op on an even size pads 0 before and 1 after). Average pooling divides by the
+number of real pixels and max pooling pads with -inf. `SameConv2d` and `SamePool2d` reproduce that exactly
+for any input size; pooling needs no copy (the odd pixel is the extra window of ``ceil_mode``).
+
+Every builder in `OP_BUILDERS` has the signature ``(c_in, c_out, stride, norm) -> nn.Module`` and maps
+``c_in`` channels to ``c_out`` channels (pools add a 1x1 conv + BN only when the widths differ).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .genotype import OPS
+
+#: Makes the normalisation layer for a channel count (BatchNorm with the config's eps and momentum).
+Norm = Callable[[int], nn.Module]
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TF "SAME" padding of one spatial dimension as ``(before, after)``; ``after`` takes the odd pixel."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """A bias-free `Conv2d` with TF "SAME" padding for every input size (asymmetric only when needed)."""
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        dilation: int = 1,
+        groups: int = 1,
+    ) -> None:
+        super().__init__(c_in, c_out, kernel_size, stride, 0, dilation, groups, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, bottom = same_padding(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
+        left, right = same_padding(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
+        if top == bottom and left == right:
+            return F.conv2d(x, self.weight, None, self.stride, (top, left), self.dilation, self.groups)
+        x = F.pad(x, (left, right, top, bottom))
+        return F.conv2d(x, self.weight, None, self.stride, 0, self.dilation, self.groups)
+
+
+class SamePool2d(nn.Module):
+    """Max or average pooling with TF "SAME" padding: -inf padding for max, real-pixel divisor for average."""
+
+    def __init__(self, kind: str, kernel_size: int, stride: int = 1) -> None:
+        super().__init__()
+        if kind not in ("avg", "max") or kernel_size % 2 == 0 or not 1 <= stride <= kernel_size:
+            raise ValueError(f"unsupported pool: {kind} {kernel_size}x{kernel_size} stride {stride}")
+        self.kind, self.kernel_size, self.stride = kind, kernel_size, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # TF's padding is (p, p) or (p, p + 1); symmetric p plus ceil_mode's extra window is exactly the latter.
+        top, _ = same_padding(x.shape[-2], self.kernel_size, self.stride)
+        left, _ = same_padding(x.shape[-1], self.kernel_size, self.stride)
+        if self.kind == "max":
+            return F.max_pool2d(x, self.kernel_size, self.stride, (top, left), ceil_mode=True)
+        return F.avg_pool2d(x, self.kernel_size, self.stride, (top, left), ceil_mode=True, count_include_pad=False)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU -> conv (TF "SAME") -> BN: the paper's plain convolutions and the projections."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, norm: Norm, dilation: int = 1) -> None:
+        super().__init__(
+            OrderedDict(
+                act=nn.ReLU(),
+                conv=SameConv2d(c_in, c_out, kernel_size, stride, dilation),
+                bn=norm(c_out),
+            )
+        )
+
+
+class FactorizedConv(nn.Sequential):
+    """ReLU -> 1xk conv -> kx1 conv -> BN (the paper's "1x3 then 3x1" and "1x7 then 7x1")."""
+
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int, norm: Norm) -> None:
+        super().__init__(
+            OrderedDict(
+                act=nn.ReLU(),
+                conv1=SameConv2d(c_in, c_out, (1, k), (1, stride)),
+                conv2=SameConv2d(c_out, c_out, (k, 1), (stride, 1)),
+                bn=norm(c_out),
+            )
+        )
+
+
+class SepConvStack(nn.Sequential):
+    """Twice (ReLU -> depthwise kxk -> pointwise 1x1 -> BN); the stride is on the first depthwise conv only.
+
+    The first pointwise conv already maps to ``c_out`` (it matters when the input is wider, e.g. the raw stem
+    output feeding the first stem cell), as in TF-slim.
+    """
+
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int, norm: Norm) -> None:
+        super().__init__(
+            OrderedDict(
+                act1=nn.ReLU(),
+                dw1=SameConv2d(c_in, c_in, k, stride, groups=c_in),
+                pw1=SameConv2d(c_in, c_out, 1),
+                bn1=norm(c_out),
+                act2=nn.ReLU(),
+                dw2=SameConv2d(c_out, c_out, k, 1, groups=c_out),
+                pw2=SameConv2d(c_out, c_out, 1),
+                bn2=norm(c_out),
+            )
+        )
+
+
+def conv_bn(c_in: int, c_out: int, norm: Norm) -> nn.Sequential:
+    """1x1 conv -> BN, no ReLU: the projection after a pool whose input has another width."""
+    return nn.Sequential(OrderedDict(conv=SameConv2d(c_in, c_out, 1), bn=norm(c_out)))
+
+
+def pool(kind: str, k: int, c_in: int, c_out: int, stride: int, norm: Norm) -> nn.Module:
+    p = SamePool2d(kind, k, stride)
+    if c_in == c_out:
+        return p
+    return nn.Sequential(OrderedDict(pool=p, conv=SameConv2d(c_in, c_out, 1), bn=norm(c_out)))
+
+
+def identity(c_in: int, c_out: int, stride: int, norm: Norm) -> nn.Module:
+    """Identity; ReLU -> 1x1 conv (with the stride) -> BN when a stride or a width change is needed."""
+    if stride == 1 and c_in == c_out:
+        return nn.Identity()
+    return ReLUConvBN(c_in, c_out, 1, stride, norm)
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution without losing pixels: two 1x1 stride-2 convs (to c_out/2 each), the second on the
+    input shifted by one pixel (pad bottom/right, drop top/left), then concat and BN. No ReLU inside."""
+
+    def __init__(self, c_in: int, c_out: int, norm: Norm) -> None:
+        super().__init__()
+        if c_out % 2:
+            raise ValueError(f"factorized reduction needs an even number of output channels, got {c_out}")
+        self.conv1 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)
+        self.conv2 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)
+        self.bn = norm(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        path1 = self.conv1(x[:, :, ::2, ::2])
+        # The shifted grid has a row/column of zero padding at the end when the size is odd; a bias-free
+        # 1x1 conv of zeros is zeros, so pad after the conv, on the smaller tensor.
+        path2 = F.pad(self.conv2(x[:, :, 1::2, 1::2]), (0, w % 2, 0, h % 2))
+        return self.bn(torch.cat([path1, path2], 1))
+
+
+def drop_path(x: torch.Tensor, keep_prob: float | torch.Tensor) -> torch.Tensor:
+    """Zero whole examples with probability ``1 - keep_prob`` and scale survivors by ``1 / keep_prob``."""
+    mask = (torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) + keep_prob).floor_()
+    return x / keep_prob * mask
+
+
+#: name -> builder(c_in, c_out, stride, norm); the keys are exactly `genotype.OPS`.
+OP_BUILDERS: dict[str, Callable[[int, int, int, Norm], nn.Module]] = {
+    "identity": identity,
+    "conv_1x3_3x1": lambda ci, co, s, n: FactorizedConv(ci, co, 3, s, n),
+    "conv_1x7_7x1": lambda ci, co, s, n: FactorizedConv(ci, co, 7, s, n),
+    "dil_conv_3x3": lambda ci, co, s, n: ReLUConvBN(ci, co, 3, s, n, dilation=2),
+    "avg_pool_3x3": lambda ci, co, s, n: pool("avg", 3, ci, co, s, n),
+    "max_pool_3x3": lambda ci, co, s, n: pool("max", 3, ci, co, s, n),
+    "max_pool_5x5": lambda ci, co, s, n: pool("max", 5, ci, co, s, n),
+    "max_pool_7x7": lambda ci, co, s, n: pool("max", 7, ci, co, s, n),
+    "conv_1x1": lambda ci, co, s, n: ReLUConvBN(ci, co, 1, s, n),
+    "conv_3x3": lambda ci, co, s, n: ReLUConvBN(ci, co, 3, s, n),
+    "sep_conv_3x3": lambda ci, co, s, n: SepConvStack(ci, co, 3, s, n),
+    "sep_conv_5x5": lambda ci, co, s, n: SepConvStack(ci, co, 5, s, n),
+    "sep_conv_7x7": lambda ci, co, s, n: SepConvStack(ci, co, 7, s, n),
+}
+assert tuple(OP_BUILDERS) == OPS, "every op in genotype.OPS needs exactly one builder"
+
+
+def make_op(name: str, c_in: int, c_out: int, stride: int, norm: Norm) -> nn.Module:
+    """Build op ``name`` mapping ``c_in`` to ``c_out`` channels with the given stride."""
+    return OP_BUILDERS[name](c_in, c_out, stride, norm)

@@ -29,6 +29,19 @@ class Decision:
     block: int
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """A decision sequence as a search algorithm proposes it, with what its policy update needs later.
+
+    Rewards arrive asynchronously, so the log-probability under the policy that sampled the sequence (and
+    that policy's version) travel with it. Algorithms without a policy leave them at 0.
+    """
+
+    actions: tuple[int, ...]
+    log_prob: float = 0.0
+    policy_version: int = 0
+
+
 def decisions(num_blocks: int = NUM_BLOCKS) -> list[Decision]:
     """The decision sequence, normal cell then reduction cell (2 x 5 x B entries)."""
     out = []

@@ -1,0 +1,89 @@
+"""The baselines a search must beat at equal budget and seeds: random search and regularized evolution.
+
+* `RandomSearch` is random search exactly as the paper defines it (Sec. 4.4): every one of the 50
+  decisions drawn uniformly from its options, i.e. the controller's softmaxes replaced by uniform ones.
+* `RegularizedEvolution` is AmoebaNet's aging evolution (Real et al., 2019) in the same space: a population
+  of the `population` most recent children; each new child mutates one decision of the best of `sample`
+  children drawn from it; the first `population` children are random.
+
+Both speak the same protocol as `ppo.PolicyGradient` (propose, observe, state_dict, load_state_dict).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Any
+
+from .space import NUM_BLOCKS, Proposal, decisions, sample_uniform
+
+
+def _rng_state(rng: random.Random) -> list[Any]:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def _set_rng_state(rng: random.Random, state: list[Any]) -> None:
+    version, internal, gauss = state
+    rng.setstate((version, tuple(internal), gauss))
+
+
+class RandomSearch:
+    version = 0
+
+    def __init__(self, seed: int, num_blocks: int = NUM_BLOCKS) -> None:
+        self.rng = random.Random(seed)
+        self.num_blocks = num_blocks
+
+    def propose(self) -> Proposal:
+        return Proposal(tuple(sample_uniform(self.rng, self.num_blocks)))
+
+    def observe(self, proposal: Proposal, reward: float) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": _rng_state(self.rng)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _set_rng_state(self.rng, state["rng"])
+
+
+class RegularizedEvolution:
+    version = 0
+
+    def __init__(self, seed: int, population: int = 100, sample: int = 25, num_blocks: int = NUM_BLOCKS) -> None:
+        if not 1 <= sample <= population:
+            raise ValueError(f"need 1 <= sample <= population, got sample={sample}, population={population}")
+        self.rng = random.Random(seed)
+        self.spec = decisions(num_blocks)
+        self.num_blocks = num_blocks
+        self.size, self.sample = population, sample
+        self.population: deque[tuple[tuple[int, ...], float]] = deque(maxlen=population)
+        self.proposed = 0
+
+    def propose(self) -> Proposal:
+        self.proposed += 1
+        if self.proposed <= self.size or not self.population:
+            return Proposal(tuple(sample_uniform(self.rng, self.num_blocks)))
+        contenders = self.rng.sample(list(self.population), min(self.sample, len(self.population)))
+        parent = max(contenders, key=lambda member: member[1])[0]
+        return Proposal(self.mutate(parent))
+
+    def mutate(self, actions: tuple[int, ...]) -> tuple[int, ...]:
+        """Change one decision (an input, an op or a combine) to another of its options."""
+        child = list(actions)
+        i = self.rng.randrange(len(child))
+        child[i] = (child[i] + self.rng.randrange(1, self.spec[i].num_choices)) % self.spec[i].num_choices
+        return tuple(child)
+
+    def observe(self, proposal: Proposal, reward: float) -> None:
+        self.population.append((tuple(proposal.actions), reward))  # the oldest member ages out
+
+    def state_dict(self) -> dict[str, Any]:
+        members = [[list(a), r] for a, r in self.population]
+        return {"rng": _rng_state(self.rng), "population": members, "proposed": self.proposed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _set_rng_state(self.rng, state["rng"])
+        self.population = deque(((tuple(a), r) for a, r in state["population"]), maxlen=self.size)
+        self.proposed = state["proposed"]

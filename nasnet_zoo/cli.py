@@ -7,15 +7,8 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-
-def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """A plain-text table (also valid GitHub markdown)."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
-    return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells[1:])])
+from .table import format_table
 
 
 # --- commands -------------------------------------------------------------------------------------------------
@@ -74,6 +67,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from .search.loop import SearchConfig, run_search
+    from .search.report import SUMMARY_HEADERS, load_runs, summary_rows
+
+    try:
+        config = SearchConfig(
+            preset=args.preset, algo=args.algo, seed=args.seed, budget=args.budget, workers=args.workers,
+            backend=args.backend, out=args.out, resume=args.resume, max_minutes=args.max_minutes,
+            data_dir=args.data_dir, ray_address=args.ray_address, gpus_per_child=args.gpus_per_child,
+        )  # fmt: skip
+        result = run_search(config, progress=True)
+    except (ValueError, FileExistsError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(summary_rows(load_runs(args.out)), SUMMARY_HEADERS))
+    best = result.best
+    if best is not None:
+        print(f"\nbest child {best['hash']} (search reward {best['reward']:.4f}) -> {args.out / 'best.json'}")
+    print(f"journal: {result.run_dir / 'journal.jsonl'}; plot: {args.out / 'search.png'}")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from .search.loop import retrain
+
+    try:
+        rows = retrain(args.out, args.top_k, args.epochs, args.workers, args.backend, progress=True)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    table = [
+        (i + 1, r["hash"], r["run"], f"{r['search_reward']:.4f}", "-" if r["reward"] is None else f"{r['reward']:.4f}")
+        for i, r in enumerate(rows)
+    ]
+    print(format_table(table, ["rank", "child", "run", "search reward", f"after {rows[0]['epochs']} epochs"]))
+    print(f"\nfinal cell -> {args.out / 'final.json'}")
+    return 0
+
+
 # --- parser ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nasnet-zoo", description=__doc__)
@@ -93,6 +125,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", required=True, help="zoo model name, e.g. nasnet_a_large")
     sp.add_argument("-o", "--out", required=True, type=Path, help="output .safetensors")
     add("demo", cmd_demo, "the end-to-end story on bundled data")
+    sp = add("search", cmd_search, "the paper's RL cell search (or a baseline), resumable, from a laptop to Ray")
+    sp.add_argument(
+        "--preset",
+        default="cpu-digits",
+        choices=["nasnet", "cpu-digits", "synthetic"],
+        help="nasnet: the paper's protocol on CIFAR-10 for a GPU cluster; cpu-digits: real children on "
+        "bundled digits, minutes on 2 cores; synthetic: a known-optimum reward for testing",
+    )
+    sp.add_argument("--algo", default="ppo", choices=["ppo", "reinforce", "random", "evolution"])
+    sp.add_argument("--budget", type=int, help="children to sample (default: the preset's)")
+    sp.add_argument("--workers", type=int, help="children in flight (default: the preset's)")
+    sp.add_argument("--backend", choices=["serial", "process", "ray"], help="default: the preset's")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", type=Path, required=True, help="folder of the search; one subfolder per algo and seed")
+    sp.add_argument("--resume", action="store_true", help="continue the run in --out after a stop or a crash")
+    sp.add_argument("--max-minutes", type=float, help="wall-time budget (children in flight resume later)")
+    sp.add_argument("--data-dir", help="cifar10: a folder holding torchvision's cifar-10-batches-py")
+    sp.add_argument("--ray-address", help="join this Ray cluster (e.g. auto) instead of starting a local Ray")
+    sp.add_argument("--gpus-per-child", type=float, default=0.0, help="ray: GPUs each child requests")
+    sp = add("retrain", cmd_retrain, "train a search's top-k children longer and pick the final cell")
+    sp.add_argument("out", type=Path, help="the --out folder of a search")
+    sp.add_argument("--top-k", type=int, help="children to retrain (default: the preset's; the paper: 250)")
+    sp.add_argument("--epochs", type=int, help="default: the preset's")
+    sp.add_argument("--workers", type=int)
+    sp.add_argument("--backend", choices=["serial", "process", "ray"])
     return p
 
 

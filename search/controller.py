@@ -27,15 +27,15 @@ _MASKED = -1e9  # logit of an option outside the block's range: probability exac
 
 
 @contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the controller on one thread: its ops are tiny, so more intra-op threads only add synchronisation
-    (100x slower on a busy 2-core machine), and the cores are better left to the children."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch on ``n`` intra-op threads inside the block. The controller uses one: its ops are tiny, so more
+    threads only add synchronisation (100x slower on a busy 2-core machine) and take cores from children."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Controller(nn.Module):
     @torch.no_grad()
     def sample(self, batch: int = 1, generator: torch.Generator | None = None) -> Sample:
         """Draw ``batch`` sequences of decisions from the current policy."""
-        with one_thread():
+        with torch_threads(1):
             return self._sample(batch, generator)
 
     def _sample(self, batch: int, generator: torch.Generator | None) -> Sample:

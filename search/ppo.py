@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .controller import Controller, one_thread
+from .controller import Controller, torch_threads
 from .space import NUM_BLOCKS, Proposal
 
 METHODS = ("ppo", "reinforce")
@@ -74,7 +74,7 @@ class PolicyGradient:
         self.baseline = d * self.baseline + (1 - d) * reward
         self.buffer.append((tuple(proposal.actions), proposal.log_prob, advantage))
         if len(self.buffer) >= self.config.batch_size:
-            with one_thread():
+            with torch_threads(1):
                 self._update()
 
     def _update(self) -> None:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import random
 from dataclasses import dataclass
+from functools import cache
 
 from nasnet_zoo.genotype import COMBINES, NUM_INPUT_STATES, OPS, Block, Cell, Genotype
 
@@ -42,16 +43,17 @@ class Proposal:
     policy_version: int = 0
 
 
-def decisions(num_blocks: int = NUM_BLOCKS) -> list[Decision]:
+@cache
+def decisions(num_blocks: int = NUM_BLOCKS) -> tuple[Decision, ...]:
     """The decision sequence, normal cell then reduction cell (2 x 5 x B entries)."""
-    out = []
+    out: list[Decision] = []
     for cell in ("normal", "reduction"):
         for b in range(num_blocks):
             n_in = NUM_INPUT_STATES + b
             out += [Decision("input", n_in, cell, b), Decision("input", n_in, cell, b)]
             out += [Decision("op", len(OPS), cell, b), Decision("op", len(OPS), cell, b)]
             out.append(Decision("combine", len(COMBINES), cell, b))
-    return out
+    return tuple(out)
 
 
 def decode(actions: list[int], num_blocks: int = NUM_BLOCKS) -> Genotype:

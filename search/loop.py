@@ -1,0 +1,463 @@
+"""The search loop: the paper's global work queue, a crash-proof journal, resume, budgets, and the retrain step.
+
+`run_search` keeps ``workers`` children in flight. Whenever one finishes it is journaled, the algorithm
+observes its reward (PPO updates once per 20), and a new child takes its place. A run lives in
+``OUT/<algo>-seed<S>/``:
+
+* ``run.json``: what was asked (preset, algo, seed, task); ``--resume`` refuses a different one.
+* ``journal.jsonl``: append-only, one line per finished child (genotype, hash, reward, seconds, worker,
+  policy version, error), flushed and fsynced before anything else happens.
+* ``state.pt``: the algorithm (controller, optimiser, baseline, RNG), the children in flight and how many
+  journal lines it has seen. Written atomically before any new child is submitted.
+
+After ``kill -9`` at any moment, `run_search(resume=True)` loads ``state.pt``, replays the journal lines it
+had not seen yet into the algorithm, and re-queues the children still in flight: no finished child is lost
+and none is trained twice. Every child ever submitted is in the journal or in the state's in-flight list.
+
+A child that raises, returns NaN or kills its worker is journaled with its error (reward ``null``) and the
+algorithm observes `FAILED_REWARD` for it. Children whose canonical hash was already trained take the cached
+reward (journaled with ``cached: true``; they count towards the budget, as every sampled child does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from nasnet_zoo.genotype import Genotype
+
+from . import report
+from .baselines import RandomSearch, RegularizedEvolution
+from .evaluators import BACKENDS, Evaluator, Job, Outcome, Task, make_evaluator
+from .ppo import PolicyConfig, PolicyGradient
+from .space import NUM_BLOCKS, Proposal, canonical_hash, decode
+from .tasks import Cifar10Task, DigitsTask, SyntheticTask
+
+ALGORITHMS = ("ppo", "reinforce", "random", "evolution")
+FAILED_REWARD = 0.0  # what the algorithm observes for a child that could not be trained
+STATE, RUN = "state.pt", "run.json"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A task with the budget, parallelism and algorithm settings that go with it."""
+
+    name: str
+    task: Task  # a frozen dataclass from .tasks
+    budget: int  # children
+    workers: int
+    backend: str
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    population: int = 100  # regularized evolution (AmoebaNet's P and S at 20,000 children)
+    tournament: int = 25
+    top_k: int = 10  # children to retrain
+    retrain_epochs: int = 20
+    about: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            "nasnet", Cifar10Task(), budget=20_000, workers=450, backend="ray", top_k=250, retrain_epochs=600,
+            about="the paper's protocol: 20,000 CIFAR-10 children (N = 2, 20 epochs), 450 GPU workers, top 250 "
+            "retrained (600 epochs: the CIFAR recipe)",
+        ),
+        Preset(
+            "cpu-digits", DigitsTask(), budget=100, workers=2, backend="process", population=20, tournament=5,
+            top_k=5, retrain_epochs=15, about="real children on the bundled 8x8 digits; minutes on 2 CPU cores",
+        ),
+        Preset(
+            "synthetic", SyntheticTask(), budget=2000, workers=1, backend="serial", population=50, tournament=10,
+            about="a seeded reward with a known optimum, for testing the algorithms in seconds",
+        ),
+    ]
+}  # fmt: skip
+TASKS = {cls.__name__: cls for cls in (SyntheticTask, DigitsTask, Cifar10Task)}
+
+
+class Algorithm(Protocol):
+    version: int
+
+    def propose(self) -> Proposal: ...
+
+    def observe(self, proposal: Proposal, reward: float) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def make_algorithm(algo: str, seed: int, preset: Preset, num_blocks: int = NUM_BLOCKS) -> Algorithm:
+    if algo in ("ppo", "reinforce"):
+        return PolicyGradient(dataclasses.replace(preset.policy, method=algo), seed, num_blocks)
+    if algo == "random":
+        return RandomSearch(seed, num_blocks)
+    if algo == "evolution":
+        return RegularizedEvolution(seed, preset.population, preset.tournament, num_blocks)
+    raise ValueError(f"unknown algorithm {algo!r}; use one of {ALGORITHMS}")
+
+
+@dataclass
+class SearchConfig:
+    """One run. ``None`` takes the preset's value; ``task`` replaces the preset's task (tests, experiments)."""
+
+    preset: str = "cpu-digits"
+    algo: str = "ppo"
+    seed: int = 0
+    budget: int | None = None
+    workers: int | None = None
+    backend: str | None = None
+    out: Path | None = None  # None: keep everything in memory (no journal, no resume)
+    resume: bool = False
+    max_minutes: float | None = None  # wall-time budget of this run, summed over resumes
+    data_dir: str | None = None  # cifar10
+    ray_address: str | None = None
+    gpus_per_child: float = 0.0
+    task: Task | None = None
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; use one of {sorted(PRESETS)}")
+        if self.algo not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {self.algo!r}; use one of {ALGORITHMS}")
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; use one of {BACKENDS}")
+        for name in ("budget", "workers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if self.resume and self.out is None:
+            raise ValueError("resume needs the --out folder of the run to continue")
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.algo}-seed{self.seed}"
+
+    def resolved(self) -> tuple[Preset, Task, int, int, str]:
+        """The preset, task, budget, workers and backend this run uses."""
+        p = PRESETS[self.preset]
+        task = self.task or p.task
+        if isinstance(task, Cifar10Task):
+            task = dataclasses.replace(task, data_dir=self.data_dir or task.data_dir)
+            task.check_data()
+        return p, task, self.budget or p.budget, self.workers or p.workers, self.backend or p.backend
+
+
+@dataclass
+class SearchResult:
+    records: list[dict[str, Any]]  # the journal
+    wall_seconds: float  # this call, from the first submission to the end
+    controller_seconds: float  # this call, spent proposing and observing (policy updates included)
+    run_dir: Path | None
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        done = [r for r in self.records if r["reward"] is not None]
+        return max(done, key=lambda r: r["reward"]) if done else None
+
+
+# --- durable files --------------------------------------------------------------------------------------------
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, save: Any) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    with tmp.open("wb") as f:
+        save(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class _Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _task_dict(task: Task) -> dict[str, Any]:
+    return {"class": type(task).__name__, **dataclasses.asdict(task)}
+
+
+def task_from_dict(d: dict[str, Any]) -> Any:
+    d = dict(d)
+    return TASKS[d.pop("class")](**d)
+
+
+# --- the loop -------------------------------------------------------------------------------------------------
+class _Run:
+    """The mutable state of one run and the rules that keep it consistent on disk."""
+
+    def __init__(self, config: SearchConfig, preset: Preset, task: Task, num_blocks: int) -> None:
+        self.config, self.task = config, task
+        self.algorithm = make_algorithm(config.algo, config.seed, preset, num_blocks)
+        self.num_blocks = num_blocks
+        self.pending: dict[int, Proposal] = {}  # child id -> proposal, in flight
+        self._genotypes: dict[int, Genotype] = {}  # decoded pending proposals
+        self.proposed = 0
+        self.records: list[dict[str, Any]] = []
+        self.cache: dict[str, float] = {}
+        self.elapsed = 0.0  # wall seconds of earlier sessions
+        self.controller_seconds = 0.0  # spent in the algorithm (sampling, observing, policy updates)
+        self.dir = None if config.out is None else Path(config.out) / config.run_name
+        self.journal = None if self.dir is None else _Journal(self.dir / report.JOURNAL)
+
+    # -- disk --
+    def open(self) -> None:
+        if self.dir is None:
+            return
+        meta = {"preset": self.config.preset, "algo": self.config.algo, "seed": self.config.seed,
+                "num_blocks": self.num_blocks, "task": _task_dict(self.task)}  # fmt: skip
+        run_file = self.dir / RUN
+        if self.config.resume:
+            if not run_file.exists():
+                raise FileNotFoundError(f"nothing to resume: {self.dir} holds no {RUN}; run without --resume first")
+            old = json.loads(run_file.read_text())
+            if old != meta:
+                diff = {k: (old.get(k), meta[k]) for k in meta if old.get(k) != meta[k]}
+                raise ValueError(f"{self.dir} holds another search (was, now): {diff}; use the same settings")
+            self._load()
+        else:
+            if (self.dir / report.JOURNAL).exists() or (self.dir / STATE).exists():
+                raise FileExistsError(
+                    f"{self.dir} already holds a search; pass --resume to continue it or choose another --out"
+                )
+            self.dir.mkdir(parents=True, exist_ok=True)
+            _write_atomic(run_file, lambda f: f.write((json.dumps(meta, indent=1) + "\n").encode()))
+
+    def _load(self) -> None:
+        assert self.dir is not None
+        self.records = report.read_journal(self.dir / report.JOURNAL)
+        state_file = self.dir / STATE
+        if not state_file.exists():  # killed before the first checkpoint: nothing was submitted yet
+            if self.records:
+                raise ValueError(f"{self.dir} has a journal but no {STATE}; it cannot be resumed")
+            return
+        state = torch.load(state_file, weights_only=True)
+        self.algorithm.load_state_dict(state["algorithm"])
+        self.pending = {int(i): Proposal(tuple(a), lp, v) for i, a, lp, v in state["pending"]}
+        self.proposed, self.elapsed = state["proposed"], state["elapsed"]
+        for r in self.records[state["journal_lines"] :]:  # finished after the last checkpoint: replay
+            if r["child"] not in self.pending:
+                raise ValueError(f"journal line for child {r['child']} matches no child in flight; damaged run")
+            self._observe(self.pending.pop(r["child"]), r)
+        for r in self.records:
+            if r["reward"] is not None:
+                self.cache[r["hash"]] = r["reward"]
+
+    def checkpoint(self, elapsed: float) -> None:
+        if self.dir is None:
+            return
+        state = {
+            "algorithm": self.algorithm.state_dict(),
+            "pending": [[i, list(p.actions), p.log_prob, p.policy_version] for i, p in self.pending.items()],
+            "proposed": self.proposed,
+            "journal_lines": len(self.records),
+            "elapsed": elapsed,
+        }
+        _write_atomic(self.dir / STATE, lambda f: torch.save(state, f))
+
+    # -- children --
+    def propose(self) -> int:
+        child = self.proposed
+        t = time.perf_counter()
+        self.pending[child] = self.algorithm.propose()
+        self.controller_seconds += time.perf_counter() - t
+        self.proposed += 1
+        return child
+
+    def genotype(self, child: int) -> Genotype:
+        if child not in self._genotypes:
+            self._genotypes[child] = decode(list(self.pending[child].actions), self.num_blocks)
+        return self._genotypes[child]
+
+    def job(self, child: int) -> Job:
+        return Job(child, self.genotype(child), self.config.seed * 1_000_003 + child)
+
+    def finish(self, outcome: Outcome, elapsed: float, cached: bool = False) -> dict[str, Any]:
+        """Journal a finished child (durably, first), then let the algorithm observe it."""
+        genotype = self.genotype(outcome.id)
+        proposal = self.pending.pop(outcome.id)
+        del self._genotypes[outcome.id]
+        record = {
+            "child": outcome.id,
+            "hash": canonical_hash(genotype),
+            "reward": outcome.reward,
+            "error": outcome.error,
+            "cached": cached,
+            "seconds": round(outcome.seconds, 3),
+            "worker": outcome.worker,
+            "policy_version": proposal.policy_version,
+            "log_prob": proposal.log_prob,
+            "elapsed": round(elapsed, 3),
+            "actions": list(proposal.actions),
+            "genotype": genotype.to_dict(),
+        }
+        if self.journal is not None:
+            self.journal.append(record)
+        self.records.append(record)
+        self._observe(proposal, record)
+        if outcome.reward is not None:
+            self.cache.setdefault(record["hash"], outcome.reward)
+        return record
+
+    def _observe(self, proposal: Proposal, record: dict[str, Any]) -> None:
+        t = time.perf_counter()
+        self.algorithm.observe(proposal, FAILED_REWARD if record["reward"] is None else record["reward"])
+        self.controller_seconds += time.perf_counter() - t
+
+
+def run_search(
+    config: SearchConfig, evaluator: Evaluator | None = None, progress: bool = False, num_blocks: int = NUM_BLOCKS
+) -> SearchResult:
+    """Run (or resume) one search; see the module docstring. ``evaluator`` replaces the configured backend."""
+    preset, task, budget, workers, backend = config.resolved()
+    run = _Run(config, preset, task, num_blocks)
+    run.open()
+    owned = evaluator is None
+    if evaluator is None:
+        options: dict[str, Any] = {}
+        if backend == "ray":
+            options = {"address": config.ray_address, "gpus": config.gpus_per_child}
+        evaluator = make_evaluator(backend, task, workers, **options)
+    deadline = None if config.max_minutes is None else config.max_minutes * 60
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=budget, initial=len(run.records), desc=f"{config.algo} on {config.preset}", unit="child")
+    best = max((r["reward"] for r in run.records if r["reward"] is not None), default=float("-inf"))
+
+    def finished(record: dict[str, Any]) -> None:
+        nonlocal best
+        if bar is not None:
+            bar.update(1)
+            if record["reward"] is not None and record["reward"] > best:
+                best = record["reward"]
+                bar.set_postfix(best=f"{best:.4f}")
+
+    start = time.perf_counter()
+    controller_before = run.controller_seconds
+    elapsed = lambda: run.elapsed + time.perf_counter() - start  # noqa: E731
+    try:
+        for child in sorted(run.pending):  # in flight when the last session ended: re-queue
+            evaluator.submit(run.job(child))
+        while True:
+            out_of_time = deadline is not None and elapsed() >= deadline
+            new = []
+            while len(run.pending) < evaluator.capacity and run.proposed < budget and not out_of_time:
+                new.append(run.propose())
+            if new:
+                run.checkpoint(elapsed())  # before submitting: every submitted child is on disk
+            for child in new:
+                cached = run.cache.get(canonical_hash(run.genotype(child)))
+                if cached is None:
+                    evaluator.submit(run.job(child))
+                else:
+                    finished(run.finish(Outcome(child, cached, None, 0.0, "cache"), elapsed(), cached=True))
+            if not run.pending:
+                break
+            if out_of_time:
+                for child in run.pending:  # they stay in flight on disk; --resume re-queues them
+                    evaluator.cancel(child)
+                break
+            timeout = None if deadline is None else max(0.0, deadline - elapsed())
+            for outcome in evaluator.wait_any(timeout):
+                finished(run.finish(outcome, elapsed()))
+        run.checkpoint(elapsed())
+    finally:
+        if owned:
+            evaluator.close()
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - start
+    if run.dir is not None:
+        report.write_outputs(run.dir.parent, preset.top_k)
+    return SearchResult(run.records, wall, run.controller_seconds - controller_before, run.dir)
+
+
+# --- retrain --------------------------------------------------------------------------------------------------
+RETRAIN = "retrain.jsonl"
+
+
+def retrain(
+    out: Path,
+    top_k: int | None = None,
+    epochs: int | None = None,
+    workers: int | None = None,
+    backend: str | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    **evaluator_options: Any,
+) -> list[dict[str, Any]]:
+    """Train the ``top_k`` best distinct children of every run in ``out`` for ``epochs`` and pick the final cell.
+
+    The paper trained its top 250 to convergence. Results go to ``out/retrain.jsonl`` (a child already
+    retrained there with the same epochs is not trained again) and the winner to ``out/final.json``.
+    Returns the rows, best first.
+    """
+    out = Path(out)
+    metas = [json.loads(p.read_text()) for p in sorted(out.glob(f"*/{RUN}"))]
+    if not metas:
+        raise FileNotFoundError(f"no search runs under {out}; run `nasnet-zoo search --out {out}` first")
+    tasks = {json.dumps(m["task"], sort_keys=True) for m in metas}
+    if len(tasks) != 1:
+        raise ValueError(f"the runs under {out} trained children on different tasks; retrain one task at a time")
+    preset = PRESETS[metas[0]["preset"]]
+    epochs = epochs or preset.retrain_epochs
+    task = task_from_dict(metas[0]["task"]).longer(epochs)
+    candidates = report.top_k(report.load_runs(out), top_k or preset.top_k)
+    log = out / RETRAIN
+    done = {(r["hash"], r["epochs"]): r for r in report.read_journal(log)}
+    todo = [c for c in candidates if (c["hash"], epochs) not in done]
+    if todo:
+        evaluator = make_evaluator(backend or preset.backend, task, workers or preset.workers, **evaluator_options)
+        journal = _Journal(log)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(todo), desc=f"retrain {epochs} epochs", unit="child")
+        try:
+            for i, c in enumerate(todo):
+                evaluator.submit(Job(i, Genotype.from_dict(c["genotype"]), seed))
+            remaining = len(todo)
+            while remaining:
+                for o in evaluator.wait_any():
+                    c = todo[o.id]
+                    row = {"hash": c["hash"], "run": c["run"], "search_reward": c["reward"], "epochs": epochs,
+                           "reward": o.reward, "error": o.error, "seconds": round(o.seconds, 3),
+                           "genotype": c["genotype"]}  # fmt: skip
+                    journal.append(row)
+                    done[(c["hash"], epochs)] = row
+                    remaining -= 1
+                    if bar is not None:
+                        bar.update(1)
+        finally:
+            evaluator.close()
+            if bar is not None:
+                bar.close()
+    rows = [done[(c["hash"], epochs)] for c in candidates]
+    rows.sort(key=lambda r: -1.0 if r["reward"] is None else -r["reward"])
+    if rows and rows[0]["reward"] is not None:
+        Genotype.from_dict(rows[0]["genotype"]).save(out / "final.json")
+    return rows

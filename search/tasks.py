@@ -1,0 +1,240 @@
+"""Tasks turn a genotype into a reward. Each is a small frozen dataclass, picklable, so any evaluator runs it.
+
+* `SyntheticTask`: a seeded reward with a known optimum, for testing search algorithms in seconds.
+* `DigitsTask`: a real child -- the CIFAR-layout network with the genotype, small N and F -- trained on
+  scikit-learn's 8x8 digits (bundled, `nasnet_zoo.data.digits`); reward = validation accuracy.
+* `Cifar10Task`: the paper's child (N = 2, 20 epochs, cosine lr, momentum 0.9, 45k/5k split of the CIFAR-10
+  training set), reading a local CIFAR-10 in torchvision's format.
+
+`train_child` is the one child-training function of the search: (model, data, epochs, lr, seed) -> validation
+accuracy. It stays this small until the project's training loop (``nasnet_zoo.train``) replaces it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from nasnet_zoo.genotype import COMBINES, Genotype
+from nasnet_zoo.zoo import create_model
+
+from .space import decisions, decode, encode
+
+
+def train_child(
+    model: nn.Module,
+    train: Dataset,
+    val: Dataset,
+    epochs: int,
+    lr: float,
+    seed: int,
+    batch_size: int = 64,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    grad_clip: float = 5.0,
+    device: str = "cpu",
+    loader_workers: int = 0,
+) -> float:
+    """Train with SGD (momentum, single-period cosine lr per step) and return accuracy on ``val``.
+
+    Raises `FloatingPointError` as soon as the loss is not finite.
+    """
+    torch.manual_seed(seed)
+    model.to(device)
+    g = torch.Generator().manual_seed(seed)
+    loader = DataLoader(train, batch_size, shuffle=True, generator=g, drop_last=True, num_workers=loader_workers)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
+    steps = epochs * len(loader)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    model.train()
+    for epoch in range(epochs):
+        for x, y in loader:
+            loss = F.cross_entropy(model(x.to(device)), y.to(device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the loss became {loss.item()} in epoch {epoch + 1} of {epochs}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
+            sched.step()
+    model.eval()
+    correct = total = 0
+    with torch.inference_mode():
+        for x, y in DataLoader(val, 512, num_workers=loader_workers):
+            correct += int((model(x.to(device)).argmax(1) == y.to(device)).sum())
+            total += len(y)
+    return correct / total
+
+
+# --- synthetic ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SyntheticTask:
+    """A seeded landscape over the 50 decisions whose optimum (`optimum`, reward 1) is known.
+
+    Each branch (input, op) of each block scores ``0.5 * quality[op] + 0.5 * [input and op both match the
+    optimum's]``, where the per-branch op qualities lie in [0, 1] and equal 1 only at the optimum's op; a
+    block scores the mean of its branches (either order for ``add``, which commutes) times 0.8, or times 1 if
+    its combine matches. Reward = mean block score + Gaussian noise (``noise``, seeded by the child's seed).
+    Interactions: input x op within a branch, combine x branches within a block. Simulated cost: the call
+    sleeps ``seconds * (0.5 + share of convolutions)``.
+    """
+
+    seed: int = 0
+    noise: float = 0.02
+    seconds: float = 0.0
+    num_blocks: int = 5
+
+    @property
+    def optimum(self) -> Genotype:
+        return decode(_landscape(self.seed, self.num_blocks)[0], self.num_blocks)
+
+    def expected_reward(self, genotype: Genotype) -> float:
+        """The noise-free reward."""
+        target, quality = _landscape(self.seed, self.num_blocks)
+        a = encode(genotype)
+        return float(
+            np.mean([_block_score(a[i : i + 5], target[i : i + 5], quality[i // 5]) for i in range(0, len(a), 5)])
+        )
+
+    def evaluate(self, genotype: Genotype, seed: int) -> float:
+        if self.seconds:
+            ops = [op for cell in (genotype.normal, genotype.reduction) for b in cell.blocks for op in b.ops]
+            convs = sum(op.startswith(("conv", "sep", "dil")) for op in ops)
+            time.sleep(self.seconds * (0.5 + convs / len(ops)))
+        noise = np.random.default_rng([self.seed, seed]).normal(0.0, self.noise)
+        return self.expected_reward(genotype) + float(noise)
+
+    def longer(self, epochs: int) -> SyntheticTask:
+        """What training longer does to a synthetic child: the noise goes away."""
+        return dataclasses.replace(self, noise=0.0)
+
+
+def _block_score(block: list[int], best: list[int], quality: np.ndarray) -> float:
+    """One block's synthetic score; ``block`` and ``best`` are its 5 decisions (input, input, op, op, combine)."""
+
+    def pairing(order: tuple[int, int]) -> float:  # branch j scored against the optimum's branch order[j]
+        return sum(
+            0.5 * quality[k, block[2 + j]] + 0.5 * (block[j] == best[k] and block[2 + j] == best[2 + k])
+            for j, k in enumerate(order)
+        )
+
+    score = pairing((0, 1))
+    if COMBINES[block[4]] == "add":  # add commutes: the better of the two pairings
+        score = max(score, pairing((1, 0)))
+    return score / 2 * (1.0 if block[4] == best[4] else 0.8)
+
+
+@cache
+def _landscape(seed: int, num_blocks: int) -> tuple[list[int], np.ndarray]:
+    """The optimum's decisions and, per block and branch, every op's quality (1 at the optimum's op)."""
+    rng = np.random.default_rng(seed)
+    spec = decisions(num_blocks)
+    target = [int(rng.integers(d.num_choices)) for d in spec]
+    quality = rng.uniform(0.0, 0.9, size=(len(spec) // 5, 2, spec[2].num_choices))
+    for blk in range(len(spec) // 5):
+        for k in range(2):
+            quality[blk, k, target[5 * blk + 2 + k]] = 1.0
+    return target, quality
+
+
+# --- real children --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DigitsTask:
+    """The CPU proxy: N = 1 normal cell per stack, F = 8, 3 epochs on 1,347 digits; reward on 450 held out."""
+
+    num_cells: int = 3  # 3 N
+    filters: int = 8
+    epochs: int = 3
+    lr: float = 0.05
+    batch_size: int = 64
+    weight_decay: float = 5e-4
+    val_fraction: float = 0.25
+    split_seed: int = 0
+
+    def build(self, genotype: Genotype) -> nn.Module:
+        """The child network: the zoo's CIFAR layout with this cell, sized for 1-channel 8x8 inputs."""
+        return create_model(
+            "nasnet_cifar", genotype=genotype, num_cells=self.num_cells, filters=self.filters,
+            num_classes=10, in_chans=1, img_size=8, drop_path_keep_prob=1.0,
+        )  # fmt: skip
+
+    def evaluate(self, genotype: Genotype, seed: int) -> float:
+        train, val = _digits(self.val_fraction, self.split_seed)
+        return train_child(
+            self.build(genotype), train, val, self.epochs, self.lr, seed, self.batch_size, 0.9, self.weight_decay
+        )
+
+    def longer(self, epochs: int) -> DigitsTask:
+        return dataclasses.replace(self, epochs=epochs)
+
+
+@cache
+def _digits(val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    from nasnet_zoo.data import digits
+
+    return digits(val_fraction, seed)
+
+
+@dataclass(frozen=True)
+class Cifar10Task:
+    """The paper's child: CIFAR layout with N = 2 (the starting filter count is not stated; 32 is the CIFAR
+    model's), 20 epochs, SGD momentum 0.9, cosine lr, trained on 45,000 training images and rewarded with
+    accuracy on the other 5,000. Learning rate, batch and weight decay are the CIFAR recipe's."""
+
+    data_dir: str | None = None
+    num_cells: int = 6  # N = 2
+    filters: int = 32
+    epochs: int = 20
+    lr: float = 0.025
+    batch_size: int = 32
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    train_size: int = 45_000
+    val_size: int = 5_000
+    split_seed: int = 0
+    loader_workers: int = 2
+
+    def build(self, genotype: Genotype) -> nn.Module:
+        return create_model("nasnet_cifar", genotype=genotype, num_cells=self.num_cells, filters=self.filters,
+                            drop_path_keep_prob=1.0)  # fmt: skip
+
+    def check_data(self) -> None:
+        """Fail early, with what to do, when ``data_dir`` holds no CIFAR-10."""
+        if self.data_dir is None:
+            raise ValueError("the cifar10 task needs --data-dir: a folder holding torchvision's cifar-10-batches-py")
+        if not (Path(self.data_dir) / "cifar-10-batches-py").is_dir():
+            raise FileNotFoundError(
+                f"no CIFAR-10 under {self.data_dir!r}: expected {self.data_dir}/cifar-10-batches-py (torchvision's "
+                "format; e.g. torchvision.datasets.CIFAR10(DIR, download=True) on a machine with network)"
+            )
+
+    def evaluate(self, genotype: Genotype, seed: int) -> float:
+        import torchvision.transforms as T
+        from torch.utils.data import Subset
+        from torchvision.datasets import CIFAR10
+
+        self.check_data()
+        norm = T.Normalize((0.5,) * 3, (0.5,) * 3)
+        augment = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), norm])
+        plain = T.Compose([T.ToTensor(), norm])
+        order = np.random.default_rng(self.split_seed).permutation(50_000)
+        train = Subset(CIFAR10(self.data_dir, train=True, transform=augment), order[: self.train_size].tolist())
+        val = Subset(CIFAR10(self.data_dir, train=True, transform=plain), order[-self.val_size :].tolist())
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return train_child(
+            self.build(genotype), train, val, self.epochs, self.lr, seed, self.batch_size, self.momentum,
+            self.weight_decay, device=device, loader_workers=self.loader_workers,
+        )  # fmt: skip
+
+    def longer(self, epochs: int) -> Cifar10Task:
+        return dataclasses.replace(self, epochs=epochs)

@@ -1,0 +1,79 @@
+"""Tasks that turn a genotype into a reward (search/tasks.py)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from nasnet_zoo.genotype import NASNET_A, Block, Cell, Genotype
+from nasnet_zoo.search.controller import torch_threads
+from nasnet_zoo.search.space import decode, random_genotype, sample_uniform
+from nasnet_zoo.search.tasks import Cifar10Task, DigitsTask, SyntheticTask, train_child
+
+
+def test_synthetic_has_its_known_optimum() -> None:
+    task = SyntheticTask(seed=3)
+    assert task.expected_reward(task.optimum) == pytest.approx(1.0)
+    rng = random.Random(0)
+    others = [task.expected_reward(decode(sample_uniform(rng))) for _ in range(300)]
+    assert max(others) < 0.6 and 0.15 < np.mean(others) < 0.3
+    assert SyntheticTask(seed=4).optimum != task.optimum
+
+
+def test_synthetic_interactions_noise_and_symmetry() -> None:
+    task = SyntheticTask(seed=1, noise=0.02)
+    g = task.optimum
+    # an op alone scores its quality; with the optimum's input as well it also scores the match bonus
+    blocks = list(g.normal.blocks)
+    b = blocks[2]
+    wrong_input = Block(((b.inputs[0] + 1) % 4, b.inputs[1]), b.ops, b.combine)
+    blocks[2] = wrong_input
+    worse = Genotype(Cell.from_blocks(blocks), g.reduction)
+    assert task.expected_reward(worse) <= 1.0 - 0.5 / 2 / 10 + 1e-9  # one branch of ten blocks loses 0.5
+    # add commutes: swapping the branches of an add block leaves the reward alone
+    g2 = random_genotype(7)
+    swapped = [Block(x.inputs[::-1], x.ops[::-1], x.combine) if x.combine == "add" else x for x in g2.normal.blocks]
+    g3 = Genotype(Cell(tuple(swapped), g2.normal.concat), g2.reduction)
+    assert task.expected_reward(g3) == pytest.approx(task.expected_reward(g2))
+    # seeded noise: the same child seed gives the same reward, others spread with the stated deviation
+    assert task.evaluate(g2, 5) == task.evaluate(g2, 5)
+    spread = np.std([task.evaluate(g2, s) for s in range(400)])
+    assert spread == pytest.approx(0.02, rel=0.15)
+    assert task.longer(20).evaluate(g2, 5) == pytest.approx(task.expected_reward(g2))
+
+
+def test_digits_child_is_a_real_network_that_learns() -> None:
+    task = DigitsTask()
+    model = task.build(NASNET_A)
+    assert len(model.layer_names) == 5  # N = 1: three normal cells and two reduction cells
+    with torch_threads(1):  # as the evaluators run children
+        acc = task.evaluate(NASNET_A, seed=0)
+    assert 0.8 < acc <= 1.0  # chance is 0.1
+
+
+def test_train_child_stops_on_a_nan_loss() -> None:
+    class Broken(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x) * float("nan")
+
+    data = TensorDataset(torch.randn(64, 4), torch.randint(0, 3, (64,)))
+    with pytest.raises(FloatingPointError, match="the loss became nan in epoch 1 of 2"):
+        train_child(Broken(), data, data, epochs=2, lr=0.1, seed=0, batch_size=16)
+
+
+def test_cifar10_child_is_the_papers_and_says_what_data_it_needs(tmp_path: object) -> None:
+    t = Cifar10Task()
+    assert (t.num_cells, t.epochs, t.momentum, t.train_size, t.val_size) == (6, 20, 0.9, 45_000, 5_000)
+    with pytest.raises(ValueError, match="needs --data-dir"):
+        t.check_data()
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
+        Cifar10Task(data_dir=str(tmp_path)).check_data()

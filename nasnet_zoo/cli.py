@@ -68,6 +68,35 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import run_recipe
+
+    overrides = dict(genotype=args.genotype, num_cells=args.num_cells, filters=args.filters)
+    out = args.out or Path("runs") / f"train-{args.recipe}"
+    try:
+        result = run_recipe(
+            args.recipe,
+            args.data_dir,
+            model=args.model,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            out_dir=out,
+            resume=args.resume,
+            download=args.download,
+            device=args.device,
+            num_workers=args.workers,
+            progress=True,
+            **{k: v for k, v in overrides.items() if v is not None},
+        )
+    except (FileNotFoundError, FileExistsError, ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    summary = dict(out=str(out), epochs=len(result.history), steps=result.steps, seconds=round(result.seconds, 1))
+    summary.update(final_val_acc=result.final_val_acc, best_val_acc=result.best_val_acc, best_epoch=result.best_epoch)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -92,6 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("src", type=Path)
     sp.add_argument("--model", required=True, help="zoo model name, e.g. nasnet_a_large")
     sp.add_argument("-o", "--out", required=True, type=Path, help="output .safetensors")
+    sp = add("train", cmd_train, "train with one of the paper's recipes (cifar10, imagenet-mobile, imagenet-large)")
+    sp.add_argument("recipe", help="cifar10 | imagenet-mobile | imagenet-large")
+    sp.add_argument(
+        "--data-dir", required=True, type=Path, help="cifar10: holds cifar-10-batches-py/; imagenet: train/ val/"
+    )
+    sp.add_argument("--model", help="zoo model to train (default: the recipe's), e.g. nasnet_cifar with --genotype")
+    sp.add_argument("--genotype", help="a searched cell (JSON file) for nasnet_cifar / nasnet_imagenet")
+    sp.add_argument("--num-cells", type=int, help="override the model's number of normal cells (3 N)")
+    sp.add_argument("--filters", type=int, help="override the model's filter count")
+    sp.add_argument("--epochs", type=int, help="train for E epochs instead of the recipe's")
+    sp.add_argument("--batch-size", type=int, help="rescale the recipe to this batch (lr linear, EMA horizon kept)")
+    sp.add_argument("--out", type=Path, help="run folder: checkpoints, metrics.jsonl, curves.png (runs/train-RECIPE)")
+    sp.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    sp.add_argument("--download", action="store_true", help="cifar10: download the dataset if absent (online)")
+    sp.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
+    sp.add_argument("--workers", type=int, default=4, help="data loading processes (default 4)")
     add("demo", cmd_demo, "the end-to-end story on bundled data")
     return p
 

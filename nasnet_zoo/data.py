@@ -104,7 +104,7 @@ def _read_batch(path: Path, md5: str | None) -> dict[str, Any]:
     if md5 is not None and hashlib.md5(raw).hexdigest() != md5:
         raise ValueError(
             f"{path} is not the CIFAR-10 release's file (md5 mismatch): it may be truncated; delete the folder and "
-            "download again, or pass check_md5=False for a copy you wrote yourself"
+            "download again (a copy you wrote yourself in this format reads with cifar10(..., check_md5=False))"
         )
     return _ArrayUnpickler(io.BytesIO(raw), encoding="latin1").load()
 
@@ -276,6 +276,7 @@ def eval_transform(
     if style not in EVAL_STYLES:
         raise ValueError(f"unknown eval style {style!r}; choose one of {', '.join(EVAL_STYLES)}")
     cfg = getattr(model_or_cfg, "pretrained_cfg", model_or_cfg)
+    cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else cfg  # a timm PretrainedCfg
     size = size or int(cfg["input_size"][-1])
     mean, std = tuple(cfg.get("mean", ZOO_MEAN)), tuple(cfg.get("std", ZOO_STD))
     if style == "timm":

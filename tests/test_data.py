@@ -143,7 +143,7 @@ def test_tf_central_crop_and_legacy_bilinear() -> None:
 def test_eval_transforms_tf_and_timm(name: str, size: int, timm_resize: int) -> None:
     from timm.models import get_pretrained_cfg
 
-    cfg = get_pretrained_cfg(name).to_dict()
+    cfg = get_pretrained_cfg(name)  # a PretrainedCfg; a model or a dict works as well
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (375, 500, 3), dtype=np.uint8))
     tf, tm = data.eval_transform(cfg, "tf"), data.eval_transform(cfg, "timm")
     assert tf(image).shape == tm(image).shape == (3, size, size)

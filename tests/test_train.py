@@ -347,7 +347,7 @@ def test_digits_learn_and_run_outputs(digits_data, tmp_path: Path) -> None:
     model = tiny_nasnet()
     cfg = TrainConfig(epochs=3, batch_size=32, lr=0.05, weight_decay=5e-4, clip_grad_norm=5.0)
     result = fit(model, train, val, cfg, tmp_path)
-    assert result.final_val_acc > 0.85  # chance is 0.10; measured 0.96
+    assert result.final_val_acc > 0.85  # chance is 0.10; measured 0.969
     assert result.best_val_acc == max(h["val_acc"] for h in result.history)
     assert result.steps == 3 * (len(train) // 32)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()

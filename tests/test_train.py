@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_data import write_fake_cifar, write_image_folder
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
@@ -32,6 +31,7 @@ from nasnet_zoo.train import (
 )
 from nasnet_zoo.weights import read_state_dict
 from nasnet_zoo.zoo import MODELS, create_model
+from tests.helpers import write_fake_cifar, write_image_folder
 
 TIME_KEYS = {"seconds", "images_per_s"}
 

@@ -59,6 +59,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
             from .weights.convert_timm import convert_timm_file
 
             out = convert_timm_file(args.src, args.model, args.out)
+        elif args.source == "keras":
+            from .weights.convert_keras import convert_keras_file
+
+            out = convert_keras_file(args.src, args.model, args.out)
         else:  # pragma: no cover - argparse restricts the choices
             raise ValueError(args.source)
     except WeightsError as e:
@@ -88,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("info", cmd_info, "one model: measured params and mult-adds beside the paper's, genotype, weights")
     sp.add_argument("model")
     sp = add("convert", cmd_convert, "convert another implementation's weights to a zoo safetensors file")
-    sp.add_argument("source", choices=["timm"], help="layout of SRC: timm/Cadene state dict (.pth or .safetensors)")
+    sp.add_argument(
+        "source",
+        choices=["timm", "keras"],
+        help="layout of SRC: a timm/Cadene state dict (.pth, .safetensors) or a Keras NASNet .h5 (with or without top)",
+    )
     sp.add_argument("src", type=Path)
     sp.add_argument("--model", required=True, help="zoo model name, e.g. nasnet_a_large")
     sp.add_argument("-o", "--out", required=True, type=Path, help="output .safetensors")

@@ -79,6 +79,17 @@ def test_round_trip_is_exact(mobile, mobile_h5):
             assert torch.equal(sd[k], v), k
 
 
+def test_full_model_files_are_read_too(mobile, mobile_h5, tmp_path):
+    """``model.save("x.h5")`` puts the same layout under a ``model_weights`` group."""
+    path = tmp_path / "full.h5"
+    with h5py.File(mobile_h5, "r") as src, h5py.File(path, "w") as dst:
+        dst.create_group("model_config")
+        src.copy(src, dst, "model_weights")
+    weights = read_keras_h5(path)
+    assert len(weights) == len(keras_names(mobile))
+    assert torch.equal(keras_to_zoo(weights, "nasnet_a_mobile")["stem.conv.weight"], mobile.stem.conv.weight)
+
+
 def test_no_top_file_gives_a_headless_state_dict(mobile, tmp_path):
     mobile_no_top = nasnet_zoo.create_model("nasnet_a_mobile", num_classes=0)
     mobile_no_top.load_state_dict({k: v for k, v in mobile.state_dict().items() if not k.startswith("classifier")})

@@ -140,7 +140,7 @@ def fetch_keras(name: str, tag: str, weights: Weights, cache_dir: str | PathLike
     target = keras_cache_file(name, tag, weights, cache_dir)
     h5_name = Path(urlparse(weights.url).path).name
     by_hand = (
-        f"or download {weights.url} by hand, check its md5 is {weights.md5}, and run "
+        f"download {weights.url} by hand, check its md5 is {weights.md5}, and run "
         f"`nasnet-zoo convert keras {h5_name} --model {name} -o {target}`"
     )
     if target.is_file():
@@ -149,7 +149,7 @@ def fetch_keras(name: str, tag: str, weights: Weights, cache_dir: str | PathLike
     if _offline():
         raise WeightsError(
             f"{what}: {h5_name} has not been downloaded and converted yet (no {target}) and offline mode is on "
-            f"(HF_HUB_OFFLINE=1). Connect once with HF_HUB_OFFLINE unset (later loads work offline), {by_hand}."
+            f"(HF_HUB_OFFLINE=1). Connect once with HF_HUB_OFFLINE unset (later loads work offline), or {by_hand}."
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as tmp:
@@ -158,7 +158,7 @@ def fetch_keras(name: str, tag: str, weights: Weights, cache_dir: str | PathLike
         try:
             torch.hub.download_url_to_file(weights.url, str(h5), progress=True)
         except OSError as e:  # urllib's URLError and HTTPError are OSErrors
-            raise WeightsError(f"{what}: downloading {weights.url} failed ({e}); try again, {by_hand}") from e
+            raise WeightsError(f"{what}: downloading {weights.url} failed ({e}); try again, or {by_hand}") from e
         md5 = _md5(h5)
         if md5 != weights.md5:
             raise WeightsError(

@@ -12,6 +12,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from . import weights  # noqa: F401  (installs the zoo's pretrained loader)
 from .genotype import NASNET_A, Genotype
 from .network import MacroConfig, NASNet
 from .zoo import MODELS, create_model, list_models

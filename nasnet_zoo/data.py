@@ -1,14 +1,30 @@
-"""Datasets and transforms. The bundled real proxy task: scikit-learn's 1,797 handwritten 8x8 digits.
+"""Datasets and transforms.
 
-`digits` needs scikit-learn (the ``search`` extra); nothing is downloaded.
+* `digits`: the bundled real proxy task, scikit-learn's 1,797 handwritten 8x8 digits (needs scikit-learn, the
+  ``search`` extra; nothing is downloaded).
+* `cifar10`: CIFAR-10 from a local folder in torchvision's on-disk format (download only when asked).
+* `image_folder`: any ``root/CLASS/IMAGE`` folder.
+* Transforms: the paper's CIFAR augmentation (crop 32 from 40, flip, Cutout 16), ImageNet training
+  augmentation, and evaluation preprocessing from a model's pretrained cfg in the TF release's style (central
+  crop 0.875, TF's bilinear resize) or timm's (crop 0.911, bicubic).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import pickle
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
+from torchvision.transforms import v2
+
+ZOO_MEAN = ZOO_STD = (0.5, 0.5, 0.5)  # the TF release's inputs in [-1, 1]
 
 
 def digits(
@@ -37,3 +53,240 @@ def digits(
     is_val[val_idx] = True
     train, val = torch.from_numpy(~is_val), torch.from_numpy(is_val)
     return TensorDataset(x[train], y[train]), TensorDataset(x[val], y[val])
+
+
+# --- CIFAR-10 from torchvision's on-disk format -----------------------------------------------------------------
+class ImageTensorDataset(Dataset):
+    """Images held in one uint8 tensor ``(N, C, H, W)`` with integer labels; ``transform`` maps one image tensor."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        classes: list[str],
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        if images.ndim != 4 or len(images) != len(labels):
+            raise ValueError(f"need images (N, C, H, W) and N labels, got {tuple(images.shape)} and {len(labels)}")
+        self.images, self.labels, self.classes, self.transform = images, labels, classes, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self.images[i]
+        return (self.transform(x) if self.transform is not None else x), int(self.labels[i])
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Builds numpy arrays, lists, dicts, strings and numbers, nothing else: CIFAR's batches are pickles."""
+
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR batch holds only arrays")
+        return super().find_class(module, name)
+
+
+def _read_batch(path: Path, md5: str | None) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"CIFAR-10 file missing: {path}; the folder is incomplete, download it again")
+    raw = path.read_bytes()
+    if md5 is not None and hashlib.md5(raw).hexdigest() != md5:
+        raise ValueError(
+            f"{path} is not the CIFAR-10 release's file (md5 mismatch): it may be truncated; delete the folder and "
+            "download again (a copy you wrote yourself in this format reads with cifar10(..., check_md5=False))"
+        )
+    return _ArrayUnpickler(io.BytesIO(raw), encoding="latin1").load()
+
+
+def cifar10(
+    root: str | Path,
+    train: bool = True,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    download: bool = False,
+    check_md5: bool = True,
+) -> ImageTensorDataset:
+    """CIFAR-10 from ``root/cifar-10-batches-py``, torchvision's on-disk format (the release's python pickles).
+
+    The pickles are read by an unpickler that builds arrays and nothing else, after their md5 is checked
+    against the release's (``check_md5=False`` reads a copy you wrote yourself). ``download=True`` fetches the
+    release (163 MB, md5-checked) when the folder is absent; it needs a network. ``transform`` maps a uint8
+    (3, 32, 32) tensor; by default images become floats in [-1, 1] (the zoo's mean = std = 0.5).
+    """
+    from torchvision.datasets import CIFAR10  # the release's file names and checksums
+
+    root = Path(root)
+    folder = root / CIFAR10.base_folder
+    if not folder.is_dir():
+        if not download:
+            raise FileNotFoundError(
+                f"no CIFAR-10 at {folder}: point at the folder that holds torchvision's {CIFAR10.base_folder}/, "
+                "or pass download=True (nasnet-zoo train ... --download) when online"
+            )
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        download_and_extract_archive(CIFAR10.url, str(root), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
+    files = CIFAR10.train_list if train else CIFAR10.test_list
+    batches = [_read_batch(folder / name, md5 if check_md5 else None) for name, md5 in files]
+    meta = _read_batch(folder / CIFAR10.meta["filename"], CIFAR10.meta["md5"] if check_md5 else None)
+    images = np.concatenate([b["data"] for b in batches]).reshape(-1, 3, 32, 32)
+    labels = np.concatenate([b["labels"] for b in batches])
+    classes = [str(c) for c in meta[CIFAR10.meta["key"]]]
+    return ImageTensorDataset(
+        torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
+        torch.from_numpy(labels.astype(np.int64)),
+        classes,
+        normalize() if transform is None else transform,
+    )
+
+
+def image_folder(root: str | Path, transform: Callable[[Any], torch.Tensor] | None = None) -> Dataset:
+    """Any ``root/CLASS/IMAGE`` folder (torchvision's ImageFolder): classes sorted by name, labels 0..C-1."""
+    from torchvision.datasets import ImageFolder
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no image folder at {root}: expected {root}/CLASS_NAME/IMAGE files")
+    try:
+        return ImageFolder(str(root), transform=transform)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{root} holds no class folders with images ({e}); expected {root}/CLASS/IMAGE") from e
+
+
+# --- transforms -------------------------------------------------------------------------------------------------
+def normalize(mean: Sequence[float] = ZOO_MEAN, std: Sequence[float] = ZOO_STD) -> Callable[[Any], torch.Tensor]:
+    """A PIL image or uint8 tensor to a normalised float tensor, no resizing."""
+    return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+
+
+class Cutout:
+    """Cutout (DeVries & Taylor, 2017): zero a ``size`` x ``size`` square, clipped at the border, centred on a
+    uniformly drawn pixel of a (C, H, W) tensor. Applied after normalisation, so the square is the mean colour."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
+        y0, x0 = max(cy - self.size // 2, 0), max(cx - self.size // 2, 0)
+        y1, x1 = min(cy - self.size // 2 + self.size, h), min(cx - self.size // 2 + self.size, w)
+        x = x.clone()
+        x[..., y0:y1, x0:x1] = 0
+        return x
+
+    def __repr__(self) -> str:
+        return f"Cutout(size={self.size})"
+
+
+def cifar_train_transform(
+    cutout: int = 16, size: int = 32, padding: int = 4, mean: Sequence[float] = ZOO_MEAN, std: Sequence[float] = ZOO_STD
+) -> Callable[[Any], torch.Tensor]:
+    """The paper's CIFAR augmentation: a random 32x32 crop of the image zero-padded to 40x40, a random
+    horizontal flip, normalisation, then Cutout (``cutout=0``: none)."""
+    steps = [
+        v2.ToImage(),
+        v2.RandomCrop(size, padding=padding),
+        v2.RandomHorizontalFlip(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean, std),
+    ]
+    return v2.Compose(steps + ([Cutout(cutout)] if cutout else []))
+
+
+def imagenet_train_transform(
+    size: int, mean: Sequence[float] = ZOO_MEAN, std: Sequence[float] = ZOO_STD
+) -> Callable[[Any], torch.Tensor]:
+    """ImageNet training augmentation after TF-slim's inception preprocessing (which trained the releases): a
+    random crop of 5-100 % of the area at aspect 3/4-4/3 resized bilinearly, a flip, brightness and saturation
+    jitter (its "fast" colour distortion)."""
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RandomResizedCrop(size, scale=(0.05, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ColorJitter(brightness=32 / 255, saturation=0.5),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
+        ]
+    )
+
+
+def tf_central_crop(x: torch.Tensor, fraction: float) -> torch.Tensor:
+    """``tf.image.central_crop``: keep the central ``fraction`` of each side (offsets rounded down, as TF does)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"central crop fraction must be in (0, 1], got {fraction}")
+    h, w = x.shape[-2:]
+    top, left = int((h - h * fraction) / 2), int((w - w * fraction) / 2)
+    return x[..., top : h - top, left : w - left]
+
+
+def tf_resize_bilinear(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """TF1's ``resize_bilinear(align_corners=False)``, which the release evaluated with: output pixel ``i`` reads
+    input position ``i * in / out`` (no half-pixel offset, no antialiasing), clamped at the last pixel."""
+    out_h, out_w = (size, size) if isinstance(size, int) else size
+    x = x.float()
+    for dim, n_out in ((-2, out_h), (-1, out_w)):
+        n_in = x.shape[dim]
+        pos = torch.arange(n_out, dtype=torch.float64) * (n_in / n_out)
+        lo = pos.floor().long().clamp(max=n_in - 1)
+        hi = (lo + 1).clamp(max=n_in - 1)
+        frac = (pos - lo).to(x.dtype)
+        shape = [1] * x.ndim
+        shape[dim] = n_out
+        a, b = x.index_select(dim, lo), x.index_select(dim, hi)
+        x = a + (b - a) * frac.view(shape)
+    return x
+
+
+class _TFCropResize:
+    def __init__(self, fraction: float, size: int) -> None:
+        self.fraction, self.size = fraction, size
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return tf_resize_bilinear(tf_central_crop(x.as_subclass(torch.Tensor), self.fraction), self.size)
+
+    def __repr__(self) -> str:
+        return f"TFCentralCropResize(fraction={self.fraction}, size={self.size}, bilinear (TF1 legacy))"
+
+
+#: Evaluation styles: (crop fraction, interpolation). "tf": the release's; "timm": timm's nasnetalarge cfg.
+EVAL_STYLES = {"tf": (0.875, "bilinear"), "timm": (0.911, "bicubic")}
+
+
+def eval_transform(
+    model_or_cfg: Any, style: str = "tf", size: int | None = None, crop_pct: float | None = None
+) -> Callable[[Any], torch.Tensor]:
+    """Evaluation preprocessing from a model's pretrained cfg (input size, mean, std).
+
+    ``style="tf"``: the TF release's: central crop of ``crop_pct`` (default: the cfg's, 0.875 for the zoo's
+    ImageNet models, 1.0 for CIFAR) of each side, then TF1's bilinear resize to a square (aspect not kept).
+    ``style="timm"``: timm's: resize the short side to ``size / 0.911`` (bicubic), centre crop ``size``.
+    """
+    if style not in EVAL_STYLES:
+        raise ValueError(f"unknown eval style {style!r}; choose one of {', '.join(EVAL_STYLES)}")
+    cfg = getattr(model_or_cfg, "pretrained_cfg", model_or_cfg)
+    cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else cfg  # a timm PretrainedCfg
+    size = size or int(cfg["input_size"][-1])
+    mean, std = tuple(cfg.get("mean", ZOO_MEAN)), tuple(cfg.get("std", ZOO_STD))
+    if style == "timm":
+        from timm.data import create_transform
+
+        pct, interpolation = EVAL_STYLES["timm"]
+        return create_transform(
+            input_size=(3, size, size), interpolation=interpolation, crop_pct=crop_pct or pct, mean=mean, std=std
+        )
+    pct = crop_pct or cfg.get("crop_pct", EVAL_STYLES["tf"][0])
+    return v2.Compose(
+        [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), _TFCropResize(pct, size), v2.Normalize(mean, std)]
+    )

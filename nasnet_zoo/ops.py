@@ -156,11 +156,10 @@ class FactorizedReduce(nn.Module):
         self.bn = norm(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
         path1 = self.conv1(x[:, :, ::2, ::2])
-        # The shifted grid has a row/column of zero padding at the end when the size is odd; a bias-free
-        # 1x1 conv of zeros is zeros, so pad after the conv, on the smaller tensor.
-        path2 = F.pad(self.conv2(x[:, :, 1::2, 1::2]), (0, w % 2, 0, h % 2))
+        if x.shape[-2] % 2 or x.shape[-1] % 2:  # the pad's zero row/column falls on the shifted grid
+            x = F.pad(x, (0, 1, 0, 1))
+        path2 = self.conv2(x[:, :, 1::2, 1::2])
         return self.bn(torch.cat([path1, path2], 1))
 
 

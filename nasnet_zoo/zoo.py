@@ -12,6 +12,8 @@ path or string, or a dict) and any `MacroConfig` field as a keyword, e.g.
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +59,53 @@ class Paper:
 
 
 @dataclass(frozen=True)
+class Weights:
+    """One set of released weights for a row: where the file is, its layout, the hash to check, and what it
+    reportedly scores. `nasnet_zoo.weights` loads it (that layer sits above this table and plugs into `_build`).
+
+    ``format`` names the file's layout, and so how it loads:
+
+    * ``"timm"``: a timm/Cadene NASNet state dict on the Hub, renamed into the zoo's layout at load time;
+    * ``"zoo"``: the zoo's own layout on the Hub (safetensors + timm ``config.json``, as ``nasnet-zoo publish``
+      writes it): publishing under an organisation means changing ``hf_hub_id`` here, not code;
+    * ``"keras"``: a Keras ``.h5`` at ``url``, downloaded once, checked against ``md5`` (the hash Keras
+      publishes), converted and cached as safetensors; later loads read only the cache.
+
+    Hub ids are pinned: ``"org/name@<40-hex commit>"``.
+    """
+
+    format: str
+    hf_hub_id: str | None = None
+    url: str | None = None
+    md5: str | None = None
+    top1: float | None = None  # ImageNet-1k accuracy (%) as reported by `reported_by`
+    top5: float | None = None
+    reported_by: str = ""
+    origin: str = ""  # how these weights were produced
+    cfg: dict[str, Any] = field(default_factory=dict)  # timm pretrained-cfg overrides (preprocessing, ...)
+
+    FORMATS = ("timm", "zoo", "keras")
+
+    def __post_init__(self) -> None:
+        if self.format not in self.FORMATS:
+            raise ValueError(f"weights format must be one of {self.FORMATS}, got {self.format!r}")
+        if self.format == "keras":
+            if not self.url or not re.fullmatch(r"[0-9a-f]{32}", self.md5 or ""):
+                raise ValueError("keras weights need a url and the md5 Keras publishes for it")
+        elif not re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", self.hf_hub_id or ""):
+            raise ValueError(f"pin Hub weights to a commit: 'org/name@<40-hex sha>', got {self.hf_hub_id!r}")
+
+    def timm_cfg(self) -> dict[str, Any]:
+        """The entries timm's pretrained cfg takes from these weights."""
+        if self.hf_hub_id:
+            repo = self.hf_hub_id.split("@")[0]
+            source = {"hf_hub_id": self.hf_hub_id, "origin_url": f"https://huggingface.co/{repo}"}
+        else:
+            source = {"url": self.url, "origin_url": self.url}
+        return {**source, "description": self.origin, **self.cfg}
+
+
+@dataclass(frozen=True)
 class ZooModel:
     """One row of the zoo."""
 
@@ -68,7 +117,7 @@ class ZooModel:
     num_classes: int
     dataset: str
     paper: Paper | None = None
-    pretrained: dict[str, dict[str, Any]] = field(default_factory=dict)  # tag -> timm pretrained cfg entries
+    pretrained: dict[str, Weights] = field(default_factory=dict)  # tag -> weights; the first is the default
     generic: bool = False  # takes genotype= (the generic builders)
 
 
@@ -78,17 +127,36 @@ class ZooModel:
 # so those rows are built at those widths, named for what they are, and keep the paper's label in `Paper.row`.
 _MISLABELLED = "the paper's label; the released code's F = 24 x filters rule gives other counts at that width"
 
+# The released weights (REFERENCE §5). All three are the authors' TF-slim checkpoints of 04_10_2017, converted
+# by others; our TF-exact network runs them as TF-slim does. Preprocessing: the zoo's default, the TF release's.
+_KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/nasnet/"
+_KERAS_ORIGIN = "Keras Applications' {}: the TF-slim checkpoint converted by Keras (1000 classes), converted here"
+MOBILE_TF = Weights(
+    "keras", url=_KERAS + "NASNet-mobile.h5", md5="020fb642bf7360b370c678b08e0adf61", top1=74.4, top5=91.9,
+    reported_by="Keras Applications", origin=_KERAS_ORIGIN.format("NASNet-mobile.h5"),
+)  # fmt: skip
+LARGE_TF = Weights(
+    "timm", hf_hub_id="timm/nasnetalarge.tf_in1k@2188423afb58a54ecc6eb20e22179f24bfb92275", top1=82.64, top5=96.07,
+    reported_by="timm (its port, crop 0.911 bicubic)",
+    origin="timm's nasnetalarge.tf_in1k: Cadene's conversion of the TF-slim checkpoint, renamed at load time",
+)  # fmt: skip
+LARGE_KERAS = Weights(
+    "keras", url=_KERAS + "NASNet-large.h5", md5="11577c9a518f0070763c2b964a382f17", top1=82.5, top5=96.0,
+    reported_by="Keras Applications", origin=_KERAS_ORIGIN.format("NASNet-large.h5"),
+)  # fmt: skip
+
 MODELS: dict[str, ZooModel] = {
     m.name: m
     for m in [
         ZooModel("nasnet_a_mobile", "NASNet-A 4 @ 1056", NASNET_A, MOBILE, 224, 1000, "imagenet-1k",
-                 Paper("4 @ 1056", 5.3, 564, 74.0, 91.6)),
+                 Paper("4 @ 1056", 5.3, 564, 74.0, 91.6), pretrained={"tf_in1k": MOBILE_TF}),
         ZooModel("nasnet_a_5_1440", "NASNet-A 5 @ 1440", NASNET_A, _scaled(LARGE, 5, 1440), 299, 1000,
                  "imagenet-1k", Paper("5 @ 1538", 10.9, 2350, 78.6, 94.2, note=_MISLABELLED)),
         ZooModel("nasnet_a_7_1824", "NASNet-A 7 @ 1824", NASNET_A, _scaled(LARGE, 7, 1824), 299, 1000,
                  "imagenet-1k", Paper("7 @ 1920", 22.6, 4930, 80.8, 95.3, note=_MISLABELLED)),
         ZooModel("nasnet_a_large", "NASNet-A 6 @ 4032", NASNET_A, LARGE, 331, 1000, "imagenet-1k",
-                 Paper("6 @ 4032", 88.9, 23800, 82.7, 96.2)),
+                 Paper("6 @ 4032", 88.9, 23800, 82.7, 96.2),
+                 pretrained={"tf_in1k": LARGE_TF, "keras_in1k": LARGE_KERAS}),
         ZooModel("nasnet_a_cifar", "NASNet-A 6 @ 768", NASNET_A, CIFAR, 32, 10, "cifar10",
                  Paper("6 @ 768", 3.3, error=3.41, error_cutout=2.65)),
         ZooModel("nasnet_a_cifar_7_2112", "NASNet-A 7 @ 2112", NASNET_A, _scaled(CIFAR, 7, 2112), 32, 10,
@@ -123,11 +191,31 @@ def _pretrained_cfg(m: ZooModel, **overrides: Any) -> dict[str, Any]:
 
 default_cfgs = generate_default_cfgs(
     {
-        (f"{m.name}.{tag}" if tag else m.name): _pretrained_cfg(m, **extra)
+        (f"{m.name}.{tag}" if tag else m.name): _pretrained_cfg(m, **(w.timm_cfg() if w else {}))
         for m in MODELS.values()
-        for tag, extra in ({"": {}} | m.pretrained).items()
+        for tag, w in (m.pretrained or {"": None}).items()
     }
 )
+
+
+#: Loads ``pretrained=True`` models: ``pretrained_loader(build, name, source)`` where ``build(pretrained, **load)``
+#: calls timm's `build_model_with_cfg` and ``source`` holds the caller's ``pretrained_cfg``,
+#: ``pretrained_cfg_overlay`` and ``cache_dir``. `nasnet_zoo.weights` installs its loader (sources, hashes,
+#: conversion, checks) with `set_pretrained_loader` when ``nasnet_zoo`` is imported: weights/ sits above this
+#: module, which never imports it. Until then timm's own loading runs.
+PretrainedLoader = Callable[[Callable[..., NASNet], str, dict[str, Any]], NASNet]
+
+
+def _timm_loader(build: Callable[..., NASNet], name: str, source: dict[str, Any]) -> NASNet:
+    return build(True, **source)
+
+
+_pretrained_loader: PretrainedLoader = _timm_loader
+
+
+def set_pretrained_loader(loader: PretrainedLoader) -> None:
+    global _pretrained_loader
+    _pretrained_loader = loader
 
 
 def _build(name: str, pretrained: bool = False, **kwargs: Any) -> NASNet:
@@ -139,18 +227,24 @@ def _build(name: str, pretrained: bool = False, **kwargs: Any) -> NASNet:
     config_fields = {f.name for f in dataclasses.fields(MacroConfig)}
     overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in config_fields}
     config = dataclasses.replace(m.config, **overrides)
-    kwargs.setdefault("img_size", m.input_size)
-    kwargs.setdefault("num_classes", m.num_classes)
+    size = kwargs.get("img_size", m.input_size)
+    kwargs["img_size"] = size if isinstance(size, int) else int(size[0])  # timm's config.json records (h, w)
     out_indices = tuple(range(5 if config.stem == "imagenet" else 4))
-    return build_model_with_cfg(
-        NASNet,
-        name,
-        pretrained,
-        genotype=genotype,
-        config=config,
-        feature_cfg=dict(feature_cls="getter", out_indices=out_indices),
-        **kwargs,
-    )
+    source = {k: kwargs.pop(k) for k in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir") if k in kwargs}
+
+    def build(pretrained: bool, **load: Any) -> NASNet:
+        return build_model_with_cfg(
+            NASNet,
+            name,
+            pretrained,
+            genotype=genotype,
+            config=config,
+            feature_cfg=dict(feature_cls="getter", out_indices=out_indices),
+            **kwargs,
+            **load,
+        )
+
+    return _pretrained_loader(build, name, source) if pretrained else build(False, **source)
 
 
 def _register(name: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from os import PathLike
 from pathlib import Path
 
@@ -71,10 +72,14 @@ def check_state_dict(
 def save_safetensors(
     state_dict: dict[str, torch.Tensor], path: str | PathLike[str], metadata: dict[str, str] | None = None
 ) -> Path:
-    """Write contiguous tensors atomically (a temporary file renamed into place)."""
+    """Write contiguous tensors atomically: a temporary file of this writer's own, renamed into place (removed
+    if writing fails), so readers and concurrent writers never see a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    save_file({k: v.detach().contiguous() for k, v in state_dict.items()}, tmp, metadata=metadata)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        save_file({k: v.detach().contiguous() for k, v in state_dict.items()}, tmp, metadata=metadata)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

@@ -47,22 +47,31 @@ def expected_model(model_name: str, num_classes: int = 1000) -> torch.nn.Module:
 
 
 def _renumber(keys: list[str], layer_names: list[str], what: str) -> dict[str, str]:
-    """Map the source's cell names to the zoo's, both in forward order."""
-    source = list(dict.fromkeys(k.split(".", 1)[0] for k in keys if re.match(r"(cell|reduction_cell)_", k)))
-    if [n.rstrip("0123456789") for n in source] != [n.rstrip("0123456789") for n in layer_names]:
+    """Map the source's cell names to the zoo's: its k-th stem, normal and reduction cell (in numeric order, as
+    Cadene's mobile numbers have gaps and safetensors lists keys sorted by name) is the zoo's k-th of each kind."""
+
+    def by_kind(names: set[str] | list[str]) -> dict[str, list[str]]:
+        kinds: dict[str, list[tuple[int, str]]] = {}
+        for n in names:
+            kind, _, index = n.rpartition("_")
+            kinds.setdefault(kind, []).append((int(index), n))
+        return {kind: [n for _, n in sorted(cells)] for kind, cells in kinds.items()}
+
+    heads = {k.split(".", 1)[0] for k in keys}
+    source = by_kind({h for h in heads if re.fullmatch(r"(cell_stem|cell|reduction_cell)_\d+", h)})
+    target = by_kind(layer_names)
+    counts = {kind: len(cells) for kind, cells in source.items()}
+    if counts != {kind: len(cells) for kind, cells in target.items()}:
         raise WeightsError(
-            f"{what}: its cells {source[:4]}... do not line up with the model's {layer_names[:4]}... "
-            f"({len(source)} vs {len(layer_names)} cells); is it a NASNet-A of this size?"
+            f"{what}: its cells ({counts}) do not line up with the model's "
+            f"({ {kind: len(cells) for kind, cells in target.items()} }); is it a NASNet-A of this size?"
         )
-    return dict(zip(source, layer_names, strict=True))
+    return {s: t for kind, cells in target.items() for s, t in zip(source[kind], cells, strict=True)}
 
 
-def timm_to_zoo(
-    state_dict: dict[str, torch.Tensor], model_name: str, what: str = "the timm/Cadene state dict"
-) -> dict[str, torch.Tensor]:
-    """Rename a timm/Cadene NASNet-A state dict into ``model_name``'s layout and check it fits exactly."""
-    model = expected_model(model_name)
-    cells = _renumber(list(state_dict), model.layer_names, what)
+def rename_timm(state_dict: dict[str, torch.Tensor], layer_names: list[str], what: str) -> dict[str, torch.Tensor]:
+    """Rename a timm/Cadene NASNet-A state dict onto the cells ``layer_names`` (unchecked; 1001 -> 1000 classes)."""
+    cells = _renumber(list(state_dict), layer_names, what)
 
     def new_key(k: str) -> str:
         head, _, rest = k.partition(".")
@@ -70,10 +79,20 @@ def timm_to_zoo(
 
     out = {new_key(k): v for k, v in state_dict.items()}
     w, b = out.get("classifier.weight"), out.get("classifier.bias")
-    if w is not None and w.shape[0] == 1001:  # TF's background class 0
+    if w is not None and b is not None and w.shape[0] == 1001:  # TF's background class 0
         out["classifier.weight"], out["classifier.bias"] = w[1:], b[1:]
-    if w is not None and out["classifier.weight"].shape[0] != model.num_classes:
-        model = expected_model(model_name, out["classifier.weight"].shape[0])
+    return out
+
+
+def timm_to_zoo(
+    state_dict: dict[str, torch.Tensor], model_name: str, what: str = "the timm/Cadene state dict"
+) -> dict[str, torch.Tensor]:
+    """Rename a timm/Cadene NASNet-A state dict into ``model_name``'s layout and check it fits exactly."""
+    model = expected_model(model_name)
+    out = rename_timm(state_dict, model.layer_names, what)
+    w = out.get("classifier.weight")
+    if w is not None and w.shape[0] != model.num_classes:
+        model = expected_model(model_name, w.shape[0])
     return check_state_dict(out, model.state_dict(), f"{what} (as {model_name})")
 
 

@@ -6,14 +6,14 @@
 * `Cifar10Task`: the paper's child (N = 2, 20 epochs, cosine lr, momentum 0.9, 45k/5k split of the CIFAR-10
   training set), reading a local CIFAR-10 in torchvision's format.
 
-`train_child` is the one child-training function of the search: (model, data, epochs, lr, seed) -> validation
-accuracy. It stays this small until the project's training loop (``nasnet_zoo.train``) replaces it.
+Real children train with the project's one training loop, `nasnet_zoo.train.fit` (SGD with momentum 0.9,
+single-period cosine lr, TF-style L2, global-norm clipping at 5); the reward is the final validation accuracy.
+A child whose loss stops being finite raises `FloatingPointError`, which the evaluators journal as its error.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -21,59 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset, Subset
 
+from nasnet_zoo.data import ImageTensorDataset, cifar10, cifar_train_transform, normalize
 from nasnet_zoo.genotype import COMBINES, Genotype
+from nasnet_zoo.train import TrainConfig, fit
 from nasnet_zoo.zoo import create_model
 
 from .space import decisions, decode, encode
-
-
-def train_child(
-    model: nn.Module,
-    train: Dataset,
-    val: Dataset,
-    epochs: int,
-    lr: float,
-    seed: int,
-    batch_size: int = 64,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    grad_clip: float = 5.0,
-    device: str = "cpu",
-    loader_workers: int = 0,
-) -> float:
-    """Train with SGD (momentum, single-period cosine lr per step) and return accuracy on ``val``.
-
-    Raises `FloatingPointError` as soon as the loss is not finite.
-    """
-    torch.manual_seed(seed)
-    model.to(device)
-    g = torch.Generator().manual_seed(seed)
-    loader = DataLoader(train, batch_size, shuffle=True, generator=g, drop_last=True, num_workers=loader_workers)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
-    steps = epochs * len(loader)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-    model.train()
-    for epoch in range(epochs):
-        for x, y in loader:
-            loss = F.cross_entropy(model(x.to(device)), y.to(device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"the loss became {loss.item()} in epoch {epoch + 1} of {epochs}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
-            sched.step()
-    model.eval()
-    correct = total = 0
-    with torch.inference_mode():
-        for x, y in DataLoader(val, 512, num_workers=loader_workers):
-            correct += int((model(x.to(device)).argmax(1) == y.to(device)).sum())
-            total += len(y)
-    return correct / total
 
 
 # --- synthetic ------------------------------------------------------------------------------------------------
@@ -148,6 +104,14 @@ def _landscape(seed: int, num_blocks: int) -> tuple[list[int], np.ndarray]:
 
 
 # --- real children --------------------------------------------------------------------------------------------
+def _train_config(task: DigitsTask | Cifar10Task, seed: int) -> TrainConfig:
+    """A child's training: SGD with momentum, single-period cosine lr, L2, global-norm clipping at 5."""
+    return TrainConfig(
+        epochs=task.epochs, batch_size=task.batch_size, lr=task.lr, momentum=task.momentum,
+        weight_decay=task.weight_decay, schedule="cosine", clip_grad_norm=5.0, seed=seed,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class DigitsTask:
     """The CPU proxy: N = 1 normal cell per stack, F = 8, 3 epochs on 1,347 digits; reward on 450 held out."""
@@ -157,6 +121,7 @@ class DigitsTask:
     epochs: int = 3
     lr: float = 0.05
     batch_size: int = 64
+    momentum: float = 0.9
     weight_decay: float = 5e-4
     val_fraction: float = 0.25
     split_seed: int = 0
@@ -170,9 +135,8 @@ class DigitsTask:
 
     def evaluate(self, genotype: Genotype, seed: int) -> float:
         train, val = _digits(self.val_fraction, self.split_seed)
-        return train_child(
-            self.build(genotype), train, val, self.epochs, self.lr, seed, self.batch_size, 0.9, self.weight_decay
-        )
+        torch.manual_seed(seed)  # the child's initial weights
+        return fit(self.build(genotype), train, val, _train_config(self, seed), device="cpu").final_val_acc
 
     def longer(self, epochs: int) -> DigitsTask:
         return dataclasses.replace(self, epochs=epochs)
@@ -188,8 +152,9 @@ def _digits(val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
 @dataclass(frozen=True)
 class Cifar10Task:
     """The paper's child: CIFAR layout with N = 2 (the starting filter count is not stated; 32 is the CIFAR
-    model's), 20 epochs, SGD momentum 0.9, cosine lr, trained on 45,000 training images and rewarded with
-    accuracy on the other 5,000. Learning rate, batch and weight decay are the CIFAR recipe's."""
+    model's), 20 epochs, SGD momentum 0.9, cosine lr, trained on 45,000 training images (random crop and flip)
+    and rewarded with accuracy on the other 5,000. Learning rate, batch and weight decay are the CIFAR
+    recipe's (`nasnet_zoo.train.RECIPES["cifar10"]`); no aux head, drop path or Cutout for a child."""
 
     data_dir: str | None = None
     num_cells: int = 6  # N = 2
@@ -203,6 +168,7 @@ class Cifar10Task:
     val_size: int = 5_000
     split_seed: int = 0
     loader_workers: int = 2
+    check_md5: bool = True  # False reads a copy you wrote yourself in the release's format
 
     def build(self, genotype: Genotype) -> nn.Module:
         return create_model("nasnet_cifar", genotype=genotype, num_cells=self.num_cells, filters=self.filters,
@@ -215,26 +181,22 @@ class Cifar10Task:
         if not (Path(self.data_dir) / "cifar-10-batches-py").is_dir():
             raise FileNotFoundError(
                 f"no CIFAR-10 under {self.data_dir!r}: expected {self.data_dir}/cifar-10-batches-py (torchvision's "
-                "format; e.g. torchvision.datasets.CIFAR10(DIR, download=True) on a machine with network)"
+                "format; `nasnet-zoo train cifar10 --download` fetches it on a machine with network)"
             )
 
     def evaluate(self, genotype: Genotype, seed: int) -> float:
-        import torchvision.transforms as T
-        from torch.utils.data import Subset
-        from torchvision.datasets import CIFAR10
-
         self.check_data()
-        norm = T.Normalize((0.5,) * 3, (0.5,) * 3)
-        augment = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), norm])
-        plain = T.Compose([T.ToTensor(), norm])
-        order = np.random.default_rng(self.split_seed).permutation(50_000)
-        train = Subset(CIFAR10(self.data_dir, train=True, transform=augment), order[: self.train_size].tolist())
-        val = Subset(CIFAR10(self.data_dir, train=True, transform=plain), order[-self.val_size :].tolist())
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        return train_child(
-            self.build(genotype), train, val, self.epochs, self.lr, seed, self.batch_size, self.momentum,
-            self.weight_decay, device=device, loader_workers=self.loader_workers,
-        )  # fmt: skip
+        images = cifar10(self.data_dir, train=True, transform=cifar_train_transform(cutout=0),
+                         check_md5=self.check_md5)  # fmt: skip
+        plain = ImageTensorDataset(images.images, images.labels, images.classes, normalize())
+        if self.train_size + self.val_size > len(images):
+            raise ValueError(f"train_size + val_size = {self.train_size + self.val_size} > {len(images)} images")
+        order = np.random.default_rng(self.split_seed).permutation(len(images)).tolist()
+        train = Subset(images, order[: self.train_size])
+        val = Subset(plain, order[len(order) - self.val_size :])
+        torch.manual_seed(seed)
+        config = _train_config(self, seed)
+        return fit(self.build(genotype), train, val, config, num_workers=self.loader_workers).final_val_acc
 
     def longer(self, epochs: int) -> Cifar10Task:
         return dataclasses.replace(self, epochs=epochs)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import mannwhitneyu
-
 from nasnet_zoo.search.loop import PRESETS, SearchConfig, run_search
+from scipy.stats import mannwhitneyu
 
 SEEDS = range(5)
 

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from nasnet_zoo.search.baselines import RandomSearch, RegularizedEvolution
 from nasnet_zoo.search.controller import Controller
 from nasnet_zoo.search.ppo import PolicyConfig, PolicyGradient

@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 import torch
-
-import nasnet_zoo
-from nasnet_zoo.genotype import Genotype
 from nasnet_zoo.search import loop
 from nasnet_zoo.search.evaluators import SerialEvaluator
 from nasnet_zoo.search.loop import PRESETS, SearchConfig, retrain, run_search
 from nasnet_zoo.search.report import read_journal
 from nasnet_zoo.search.space import canonical_hash, decode
 from nasnet_zoo.search.tasks import Cifar10Task, SyntheticTask
+
+import nasnet_zoo
+from nasnet_zoo.genotype import Genotype
 
 FIELDS = {"child", "hash", "reward", "error", "cached", "seconds", "worker", "policy_version", "log_prob", "elapsed",
           "actions", "genotype"}  # fmt: skip

@@ -6,18 +6,17 @@ import os
 from pathlib import Path
 
 import pytest
-
 from nasnet_zoo.search.loop import SearchConfig, run_search
 
 ray = pytest.importorskip("ray")  # the search extra; CI installs it
 
-from test_search_loop import Flaky  # noqa: E402  (a task that fails on purpose, importable by Ray workers)
+from tests.test_search_loop import Flaky  # noqa: E402  (a task that fails on purpose, importable by Ray workers)
 
 
 def test_search_on_local_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert not ray.is_initialized()
-    here = str(Path(__file__).parent)  # Ray's workers inherit the environment, not pytest's sys.path
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+    root = str(Path(__file__).parent.parent)  # Ray's workers inherit the environment, not pytest's sys.path
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     config = SearchConfig(preset="synthetic", algo="ppo", budget=24, workers=2, backend="ray", out=tmp_path,
                           task=Flaky(((3, "raise"), (5, "nan"))))  # fmt: skip
     records = run_search(config).records

@@ -6,9 +6,9 @@ import random
 from collections import Counter
 
 import pytest
+from nasnet_zoo.search.space import canonical_hash, decisions, decode, encode, random_genotype, sample_uniform
 
 from nasnet_zoo.genotype import COMBINES, NASNET_A, OPS, Block, Cell, Genotype
-from nasnet_zoo.search.space import canonical_hash, decisions, decode, encode, random_genotype, sample_uniform
 
 
 def test_decisions_follow_the_paper() -> None:

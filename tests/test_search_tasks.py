@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
-from torch.utils.data import TensorDataset
+from nasnet_zoo.search.controller import torch_threads
+from nasnet_zoo.search.evaluators import Job, run_job
+from nasnet_zoo.search.space import decode, random_genotype, sample_uniform
+from nasnet_zoo.search.tasks import Cifar10Task, DigitsTask, SyntheticTask
 
 from nasnet_zoo.genotype import NASNET_A, Block, Cell, Genotype
-from nasnet_zoo.search.controller import torch_threads
-from nasnet_zoo.search.space import decode, random_genotype, sample_uniform
-from nasnet_zoo.search.tasks import Cifar10Task, DigitsTask, SyntheticTask, train_child
+from tests.helpers import write_fake_cifar
 
 
 def test_synthetic_has_its_known_optimum() -> None:
@@ -56,24 +57,27 @@ def test_digits_child_is_a_real_network_that_learns() -> None:
     assert 0.8 < acc <= 1.0  # chance is 0.1
 
 
-def test_train_child_stops_on_a_nan_loss() -> None:
-    class Broken(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fc = nn.Linear(4, 3)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.fc(x) * float("nan")
-
-    data = TensorDataset(torch.randn(64, 4), torch.randint(0, 3, (64,)))
-    with pytest.raises(FloatingPointError, match="the loss became nan in epoch 1 of 2"):
-        train_child(Broken(), data, data, epochs=2, lr=0.1, seed=0, batch_size=16)
+def test_a_diverging_child_becomes_a_journaled_error() -> None:
+    outcome = run_job(DigitsTask(lr=1e10, epochs=1, batch_size=256), Job(7, NASNET_A, 0), "here")
+    assert outcome.id == 7 and outcome.reward is None
+    assert outcome.error.startswith("FloatingPointError: training loss is nan in epoch 1")
 
 
-def test_cifar10_child_is_the_papers_and_says_what_data_it_needs(tmp_path: object) -> None:
+def test_cifar10_child_is_the_papers_and_says_what_data_it_needs(tmp_path: Path) -> None:
     t = Cifar10Task()
     assert (t.num_cells, t.epochs, t.momentum, t.train_size, t.val_size) == (6, 20, 0.9, 45_000, 5_000)
     with pytest.raises(ValueError, match="needs --data-dir"):
         t.check_data()
     with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
         Cifar10Task(data_dir=str(tmp_path)).check_data()
+
+
+def test_cifar10_child_trains_on_a_local_copy(tmp_path: Path) -> None:
+    write_fake_cifar(tmp_path, per_batch=6)  # 30 training images in torchvision's format
+    tiny = Cifar10Task(data_dir=str(tmp_path), num_cells=3, filters=4, epochs=1, batch_size=8, train_size=24,
+                       val_size=6, check_md5=False, loader_workers=0)  # fmt: skip
+    with torch_threads(1):
+        acc = tiny.evaluate(NASNET_A, seed=0)
+    assert acc * 6 == pytest.approx(round(acc * 6))  # a fraction of the 6 held-out images
+    with pytest.raises(ValueError, match="train_size \\+ val_size = 31 > 30 images"):
+        dataclasses.replace(tiny, val_size=7).evaluate(NASNET_A, seed=0)

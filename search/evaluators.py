@@ -1,7 +1,7 @@
 """Where children train: one protocol (submit, wait for any, cancel, capacity) and three backends.
 
 * `SerialEvaluator` trains each child in this process when it is waited for (tests, debugging).
-* `ProcessEvaluator` keeps one spawned worker process per slot (the default). A child that raises, returns
+* `ProcessEvaluator` keeps one worker process per slot (the default). A child that raises, returns
   NaN or kills its worker (the kernel's OOM killer, a segfault) comes back as an `Outcome` with an error, and
   a dead worker is replaced.
 * `RayEvaluator` runs each child as a Ray task with its own CPU/GPU request and retries, on a local Ray
@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-import multiprocessing as mp
 import os
+import subprocess
+import sys
 import threading
 import time
 import traceback
 from collections import deque
 from dataclasses import dataclass
+from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
@@ -109,13 +111,30 @@ class SerialEvaluator:
 
 
 # --- local processes -------------------------------------------------------------------------------------------
-def _worker_main(conn: Connection, task: Task, name: str, threads: int, parent: int) -> None:
+# A worker is `python -c _BOOT FD`: it never runs the parent's ``__main__`` (multiprocessing's spawn re-runs a
+# main script that lacks an ``if __name__ == "__main__"`` guard in every worker, and such a script that starts
+# a search would start searches recursively), and it connects before it imports torch, so it starts fast.
+_BOOT = (
+    "import sys\n"
+    "from multiprocessing.connection import Connection\n"
+    "conn = Connection(int(sys.argv[1]))\n"
+    "sys.path[:] = conn.recv()\n"
+    "from nasnet_zoo.search.evaluators import serve\n"
+    "serve(conn)\n"
+)
+
+
+def serve(conn: Connection) -> None:
+    """A worker process's life: receive its settings and task, then train children until told to stop."""
+    name, threads, parent = conn.recv()
+
     def orphan_watch() -> None:  # a parent killed with SIGKILL cannot stop its workers; they stop themselves
         while os.getppid() == parent:
             time.sleep(0.5)
         os._exit(1)
 
     threading.Thread(target=orphan_watch, daemon=True).start()
+    task = conn.recv()
     while True:
         try:
             job = conn.recv()
@@ -129,36 +148,35 @@ def _worker_main(conn: Connection, task: Task, name: str, threads: int, parent: 
 @dataclass
 class _Slot:
     name: str
-    process: Any  # multiprocessing.Process (spawn context)
+    process: subprocess.Popen
     conn: Connection
     job: Job | None = None
     started: float = 0.0
 
 
 class ProcessEvaluator:
-    """``workers`` spawned processes, each training one child at a time with ``threads`` torch threads."""
+    """``workers`` worker processes, each training one child at a time with ``threads`` torch threads."""
 
     def __init__(self, task: Task, workers: int, threads: int = 1) -> None:
         if workers < 1:
             raise ValueError(f"need at least one worker, got {workers}")
         self.task, self.capacity, self.threads = task, workers, threads
-        self._ctx = mp.get_context("spawn")  # fork is unsafe once torch has started its thread pools
         self._slots = [self._start(f"process-{i}") for i in range(workers)]
         self._queue: deque[Job] = deque()
 
     def _start(self, name: str) -> _Slot:
-        ours, theirs = self._ctx.Pipe()
-        args = (theirs, self.task, name, self.threads, os.getpid())
-        process = self._ctx.Process(target=_worker_main, args=args, name=name, daemon=True)
-        process.start()
-        theirs.close()
+        ours, theirs = Pipe()
+        process = subprocess.Popen([sys.executable, "-c", _BOOT, str(theirs.fileno())], pass_fds=[theirs.fileno()])
+        theirs.close()  # the worker holds the only other end: its death reads as EOF here
+        ours.send(sys.path)
+        ours.send((name, self.threads, os.getpid()))
+        ours.send(self.task)
         return _Slot(name, process, ours)
 
     def _restart(self, slot: _Slot) -> None:
         slot.conn.close()
-        if slot.process.is_alive():
-            slot.process.kill()
-        slot.process.join()
+        slot.process.kill()
+        slot.process.wait()
         fresh = self._start(slot.name)
         slot.process, slot.conn, slot.job = fresh.process, fresh.conn, None
 
@@ -168,7 +186,7 @@ class ProcessEvaluator:
                 job = self._queue.popleft()
                 try:
                     slot.conn.send(job)
-                except (BrokenPipeError, OSError):  # the idle worker had died; replace it and try again
+                except OSError:  # the idle worker had died; replace it and try again
                     self._queue.appendleft(job)
                     self._restart(slot)
                     continue
@@ -182,10 +200,10 @@ class ProcessEvaluator:
         busy = [s for s in self._slots if s.job is not None]
         if not busy:
             return []
-        ready = set(wait([s.conn for s in busy] + [s.process.sentinel for s in busy], timeout))
+        ready = set(wait([s.conn for s in busy], timeout))
         out = []
         for slot in busy:
-            if slot.conn not in ready and slot.process.sentinel not in ready:
+            if slot.conn not in ready:
                 continue
             try:
                 out.append(slot.conn.recv())
@@ -193,8 +211,10 @@ class ProcessEvaluator:
                 continue
             except (EOFError, OSError):
                 pass
-            slot.process.join(5)
-            code = slot.process.exitcode
+            try:
+                code = slot.process.wait(5)
+            except subprocess.TimeoutExpired:
+                code = None
             why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             error = f"the worker process died ({why}); out of memory?"
             seconds = time.perf_counter() - slot.started
@@ -212,13 +232,14 @@ class ProcessEvaluator:
 
     def close(self) -> None:
         for slot in self._slots:
-            with contextlib.suppress(BrokenPipeError, OSError):
+            with contextlib.suppress(OSError):
                 slot.conn.send(None)
         for slot in self._slots:
-            slot.process.join(2 if slot.job is None else 0)
-            if slot.process.is_alive():
+            try:
+                slot.process.wait(2 if slot.job is None else 0.01)
+            except subprocess.TimeoutExpired:
                 slot.process.kill()
-                slot.process.join()
+                slot.process.wait()
             slot.conn.close()
         self._queue.clear()
 

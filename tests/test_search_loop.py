@@ -185,6 +185,7 @@ class Flaky:
     """Synthetic, except the children listed: they raise, return NaN, run out of memory or kill their worker."""
 
     failures: tuple[tuple[int, str], ...] = ()
+    seconds: float = 0.0  # simulated training time of the others
 
     def evaluate(self, genotype: Genotype, seed: int) -> float:
         how = dict(self.failures).get(seed)
@@ -196,13 +197,13 @@ class Flaky:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         if how == "kill":  # what the kernel's OOM killer does
             os.kill(os.getpid(), signal.SIGKILL)
-        return SyntheticTask().evaluate(genotype, seed)
+        return SyntheticTask(seconds=self.seconds).evaluate(genotype, seed)
 
 
 def test_failing_children_are_journaled_and_the_search_goes_on(tmp_path: Path) -> None:
     failures = ((2, "raise"), (4, "nan"), (6, "oom"), (8, "kill"))
     config = SearchConfig(preset="synthetic", algo="evolution", budget=14, workers=2, backend="process",
-                          out=tmp_path, task=Flaky(failures))  # fmt: skip
+                          out=tmp_path, task=Flaky(failures, seconds=0.3))  # fmt: skip
     records = run_search(config).records
     assert sorted(r["child"] for r in records) == list(range(14))
     errors = {r["child"]: r["error"] for r in records if r["error"] is not None}
@@ -219,14 +220,15 @@ def test_failing_children_are_journaled_and_the_search_goes_on(tmp_path: Path) -
     assert len(workers) == 3  # two workers, one of them replaced after it was killed
 
 
+# No `if __name__ == "__main__"` guard, on purpose: workers must never re-run the main script (multiprocessing's
+# spawn would, and each worker would start a search of its own).
 _KILL_SCRIPT = """
 import sys
 from pathlib import Path
 from nasnet_zoo.search.loop import SearchConfig, run_search
 from nasnet_zoo.search.tasks import SyntheticTask
-if __name__ == "__main__":
-    run_search(SearchConfig(preset="synthetic", algo="ppo", budget=40, workers=2, backend="process",
-                            out=Path(sys.argv[1]), resume=sys.argv[2] == "resume", task=SyntheticTask(seconds=0.25)))
+run_search(SearchConfig(preset="synthetic", algo="ppo", budget=40, workers=2, backend="process",
+                        out=Path(sys.argv[1]), resume=sys.argv[2] == "resume", task=SyntheticTask(seconds=0.25)))
 """
 
 
@@ -253,7 +255,9 @@ def _alive(pid: int) -> bool:
 def test_kill_9_then_resume_on_the_process_backend(tmp_path: Path) -> None:
     journal = tmp_path / "ppo-seed0" / "journal.jsonl"
     env = {**os.environ, "PYTHONPATH": str(Path(nasnet_zoo.__file__).parent.parent)}
-    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(tmp_path), "new"], env=env)
+    script = tmp_path / "search.py"  # a file: multiprocessing's spawn would re-run it in every worker
+    script.write_text(_KILL_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), "new"], env=env)
     try:
         deadline = time.monotonic() + 120
         while not (journal.exists() and journal.read_bytes().count(b"\n") >= 22):
@@ -281,11 +285,12 @@ def test_kill_9_then_resume_on_the_process_backend(tmp_path: Path) -> None:
     unseen = {json.loads(line)["child"] for line in before[state["journal_lines"] :]}  # replayed on resume
     assert unseen <= {c for c, *_ in state["pending"]}
 
-    subprocess.run([sys.executable, "-c", _KILL_SCRIPT, str(tmp_path), "resume"], env=env, check=True, timeout=300)
+    subprocess.run([sys.executable, str(script), str(tmp_path), "resume"], env=env, check=True, timeout=300)
     after = journal.read_text().splitlines()
     assert after[: len(before)] == before  # no finished child lost or rewritten
     ids = [json.loads(line)["child"] for line in after]
     assert sorted(ids) == list(range(40))  # every child exactly once: none lost, none trained twice
+    assert all(json.loads(line)["error"] is None for line in after)
     resumed = {r["child"]: r for r in map(json.loads, after[len(before) :])}
     for child, actions in in_flight.items():  # the children in flight at the kill were re-queued as they were
         assert resumed[child]["actions"] == actions

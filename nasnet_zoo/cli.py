@@ -165,7 +165,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from .search.loop import retrain
 
     try:
-        rows = retrain(args.out, args.top_k, args.epochs, args.workers, args.backend, progress=True)
+        rows = retrain(
+            args.out, args.top_k, args.epochs, args.workers, args.backend, progress=True, data_dir=args.data_dir,
+            ray_address=args.ray_address, gpus_per_child=args.gpus_per_child,
+        )  # fmt: skip
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -251,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--epochs", type=int, help="default: the preset's")
     sp.add_argument("--workers", type=int)
     sp.add_argument("--backend", choices=["serial", "process", "ray"])
+    sp.add_argument("--data-dir", help="cifar10: where the data lives on this machine (default: the search's)")
+    sp.add_argument("--ray-address", help="join this Ray cluster (e.g. auto) instead of starting a local Ray")
+    sp.add_argument("--gpus-per-child", type=float, default=0.0, help="ray: GPUs each child requests")
     return p
 
 

@@ -59,25 +59,19 @@ class Preset:
     tournament: int = 25
     top_k: int = 10  # children to retrain
     retrain_epochs: int = 20
-    about: str = ""
 
 
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
-        Preset(
-            "nasnet", Cifar10Task(), budget=20_000, workers=450, backend="ray", top_k=250, retrain_epochs=600,
-            about="the paper's protocol: 20,000 CIFAR-10 children (N = 2, 20 epochs), 450 GPU workers, top 250 "
-            "retrained (600 epochs: the CIFAR recipe)",
-        ),
-        Preset(
-            "cpu-digits", DigitsTask(), budget=100, workers=2, backend="process", population=20, tournament=5,
-            top_k=5, retrain_epochs=15, about="real children on the bundled 8x8 digits; minutes on 2 CPU cores",
-        ),
-        Preset(
-            "synthetic", SyntheticTask(), budget=2000, workers=1, backend="serial", population=50, tournament=10,
-            about="a seeded reward with a known optimum, for testing the algorithms in seconds",
-        ),
+        # The paper's protocol: 20,000 CIFAR-10 children (N = 2, 20 epochs) fed to 450 GPU workers; the top 250
+        # retrained (600 epochs, the CIFAR recipe's length, standing in for "to convergence").
+        Preset("nasnet", Cifar10Task(), budget=20_000, workers=450, backend="ray", top_k=250, retrain_epochs=600),
+        # Real children on the bundled 8x8 digits: a meaningful search in minutes on 2 CPU cores.
+        Preset("cpu-digits", DigitsTask(), budget=100, workers=2, backend="process", population=20, tournament=5,
+               top_k=5, retrain_epochs=15),
+        # A seeded reward with a known optimum, for testing the algorithms in seconds.
+        Preset("synthetic", SyntheticTask(), budget=2000, workers=1, backend="serial", population=50, tournament=10),
     ]
 }  # fmt: skip
 TASKS = {cls.__name__: cls for cls in (SyntheticTask, DigitsTask, Cifar10Task)}
@@ -194,6 +188,11 @@ class _Journal:
             os.fsync(f.fileno())
 
 
+def _comparable(meta: dict[str, Any]) -> dict[str, Any]:
+    """What must not change across resumes: everything but where the data lives."""
+    return {**meta, "task": {k: v for k, v in meta["task"].items() if k != "data_dir"}}
+
+
 def _task_dict(task: Task) -> dict[str, Any]:
     return {"class": type(task).__name__, **dataclasses.asdict(task)}
 
@@ -232,8 +231,8 @@ class _Run:
             if not run_file.exists():
                 raise FileNotFoundError(f"nothing to resume: {self.dir} holds no {RUN}; run without --resume first")
             old = json.loads(run_file.read_text())
-            if old != meta:
-                diff = {k: (old.get(k), meta[k]) for k in meta if old.get(k) != meta[k]}
+            if _comparable(old) != _comparable(meta):
+                diff = {k: (old.get(k), meta[k]) for k in meta if _comparable(old).get(k) != _comparable(meta)[k]}
                 raise ValueError(f"{self.dir} holds another search (was, now): {diff}; use the same settings")
             self._load()
         else:
@@ -326,6 +325,11 @@ class _Run:
         self.controller_seconds += time.perf_counter() - t
 
 
+def _make_evaluator(backend: str, task: Task, workers: int, ray_address: str | None, gpus: float) -> Evaluator:
+    options = {"address": ray_address, "gpus": gpus} if backend == "ray" else {}
+    return make_evaluator(backend, task, workers, **options)
+
+
 def run_search(
     config: SearchConfig, evaluator: Evaluator | None = None, progress: bool = False, num_blocks: int = NUM_BLOCKS
 ) -> SearchResult:
@@ -335,10 +339,7 @@ def run_search(
     run.open()
     owned = evaluator is None
     if evaluator is None:
-        options: dict[str, Any] = {}
-        if backend == "ray":
-            options = {"address": config.ray_address, "gpus": config.gpus_per_child}
-        evaluator = make_evaluator(backend, task, workers, **options)
+        evaluator = _make_evaluator(backend, task, workers, config.ray_address, config.gpus_per_child)
     deadline = None if config.max_minutes is None else config.max_minutes * 60
     bar = None
     if progress:
@@ -407,30 +408,36 @@ def retrain(
     backend: str | None = None,
     seed: int = 0,
     progress: bool = False,
-    **evaluator_options: Any,
+    data_dir: str | None = None,
+    ray_address: str | None = None,
+    gpus_per_child: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Train the ``top_k`` best distinct children of every run in ``out`` for ``epochs`` and pick the final cell.
 
     The paper trained its top 250 to convergence. Results go to ``out/retrain.jsonl`` (a child already
     retrained there with the same epochs is not trained again) and the winner to ``out/final.json``.
-    Returns the rows, best first.
+    ``data_dir`` points a cifar10 search at its data on this machine; the evaluator is chosen as in
+    `run_search`. Returns the rows, best first.
     """
     out = Path(out)
     metas = [json.loads(p.read_text()) for p in sorted(out.glob(f"*/{RUN}"))]
     if not metas:
         raise FileNotFoundError(f"no search runs under {out}; run `nasnet-zoo search --out {out}` first")
-    tasks = {json.dumps(m["task"], sort_keys=True) for m in metas}
+    tasks = {json.dumps(_comparable(m)["task"], sort_keys=True) for m in metas}
     if len(tasks) != 1:
         raise ValueError(f"the runs under {out} trained children on different tasks; retrain one task at a time")
     preset = PRESETS[metas[0]["preset"]]
     epochs = epochs or preset.retrain_epochs
     task = task_from_dict(metas[0]["task"]).longer(epochs)
+    if data_dir is not None:
+        task = dataclasses.replace(task, data_dir=data_dir)
     candidates = report.top_k(report.load_runs(out), top_k or preset.top_k)
     log = out / RETRAIN
     done = {(r["hash"], r["epochs"]): r for r in report.read_journal(log)}
     todo = [c for c in candidates if (c["hash"], epochs) not in done]
     if todo:
-        evaluator = make_evaluator(backend or preset.backend, task, workers or preset.workers, **evaluator_options)
+        backend, workers = backend or preset.backend, workers or preset.workers
+        evaluator = _make_evaluator(backend, task, workers, ray_address, gpus_per_child)
         journal = _Journal(log)
         bar = None
         if progress:

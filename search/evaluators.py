@@ -182,15 +182,10 @@ class ProcessEvaluator:
 
     def _dispatch(self) -> None:
         for slot in self._slots:
-            while slot.job is None and self._queue:
-                job = self._queue.popleft()
-                try:
-                    slot.conn.send(job)
-                except OSError:  # the idle worker had died; replace it and try again
-                    self._queue.appendleft(job)
-                    self._restart(slot)
-                    continue
-                slot.job, slot.started = job, time.perf_counter()
+            if slot.job is None and self._queue:
+                slot.job, slot.started = self._queue.popleft(), time.perf_counter()
+                with contextlib.suppress(OSError):  # a worker that died idle: `wait_any` reports it with the job
+                    slot.conn.send(slot.job)
 
     def submit(self, job: Job) -> None:
         self._queue.append(job)
@@ -200,28 +195,31 @@ class ProcessEvaluator:
         busy = [s for s in self._slots if s.job is not None]
         if not busy:
             return []
-        ready = set(wait([s.conn for s in busy], timeout))
+        ready = set(wait([s.conn for s in busy], timeout))  # a result, or EOF: the worker died
         out = []
         for slot in busy:
-            if slot.conn not in ready:
-                continue
-            try:
-                out.append(slot.conn.recv())
-                slot.job = None
-                continue
-            except (EOFError, OSError):
-                pass
-            try:
-                code = slot.process.wait(5)
-            except subprocess.TimeoutExpired:
-                code = None
-            why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-            error = f"the worker process died ({why}); out of memory?"
-            seconds = time.perf_counter() - slot.started
-            out.append(Outcome(slot.job.id, None, error, seconds, f"{slot.name}:{slot.process.pid}"))
-            self._restart(slot)
+            if slot.conn in ready:
+                try:
+                    out.append(slot.conn.recv())
+                    slot.job = None
+                except (EOFError, OSError):
+                    out.append(self._died(slot))
         self._dispatch()
         return out
+
+    def _died(self, slot: _Slot) -> Outcome:
+        """The outcome of the child whose worker died (killed, e.g. by the OOM killer), and a fresh worker."""
+        assert slot.job is not None
+        try:
+            code = slot.process.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
+        why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        seconds = time.perf_counter() - slot.started
+        outcome = Outcome(slot.job.id, None, f"the worker process died ({why}); out of memory?", seconds,
+                          f"{slot.name}:{slot.process.pid}")  # fmt: skip
+        self._restart(slot)
+        return outcome
 
     def cancel(self, job_id: int) -> None:
         self._queue = deque(j for j in self._queue if j.id != job_id)
@@ -255,7 +253,7 @@ def _ray_child(task: Task, job: Job, threads: int) -> Outcome:
 class RayEvaluator:
     """Each child a Ray task requesting ``cpus`` CPUs and ``gpus`` GPUs, retried ``retries`` times if its worker
     dies. Joins the cluster at ``address`` (e.g. ``"auto"`` or ``"ray://head:10001"``), or starts a local Ray
-    sized for ``workers`` children."""
+    sized for ``workers`` children (at most this machine's CPUs; more children wait in Ray's queue)."""
 
     def __init__(
         self,
@@ -273,7 +271,7 @@ class RayEvaluator:
         self._ray = ray
         self._owner = not ray.is_initialized()
         if self._owner:
-            local = {} if address else {"num_cpus": max(1, math.ceil(workers * cpus))}
+            local = {} if address else {"num_cpus": min(max(1, math.ceil(workers * cpus)), os.cpu_count() or 1)}
             ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
         self.capacity = workers
         self._threads = max(1, int(cpus))

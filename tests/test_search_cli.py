@@ -46,7 +46,8 @@ def test_bad_arguments_say_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_cpu_digits_with_real_children(tmp_path: Path) -> None:
-    assert main(["search", "--preset", "cpu-digits", "--budget", "2", "--workers", "1", "--backend", "serial",
+    assert main(["search", "--preset", "cpu-digits", "--budget", "1", "--workers", "1", "--backend", "serial",
                  "--out", str(tmp_path)]) == 0  # fmt: skip
-    records = _lines(tmp_path / "ppo-seed0" / "journal.jsonl")
-    assert len(records) == 2 and all(0.1 < r["reward"] <= 1.0 and r["seconds"] > 0.1 for r in records)
+    [record] = _lines(tmp_path / "ppo-seed0" / "journal.jsonl")
+    assert record["error"] is None and 0.3 < record["reward"] <= 1.0 and record["seconds"] > 0.1  # chance is 0.1
+    Genotype.load(tmp_path / "best.json")

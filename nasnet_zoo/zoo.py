@@ -139,8 +139,8 @@ def _build(name: str, pretrained: bool = False, **kwargs: Any) -> NASNet:
     config_fields = {f.name for f in dataclasses.fields(MacroConfig)}
     overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in config_fields}
     config = dataclasses.replace(m.config, **overrides)
-    kwargs.setdefault("img_size", m.input_size)
-    kwargs.setdefault("num_classes", m.num_classes)
+    size = kwargs.get("img_size", m.input_size)
+    kwargs["img_size"] = size if isinstance(size, int) else int(size[0])  # timm's config.json records (h, w)
     out_indices = tuple(range(5 if config.stem == "imagenet" else 4))
     return build_model_with_cfg(
         NASNet,

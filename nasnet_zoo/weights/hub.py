@@ -203,11 +203,15 @@ def _describe(cfg: dict[str, Any]) -> str:
     return f"{arch}.{tag} ({src})" if tag else f"{arch} ({src})"
 
 
-def _expected(model: NASNet, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The model's tensors as the weights should have them: before timm adapts the stem and the head."""
+def _expected(model: NASNet, cfg: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's tensors as the weights should have them: before timm adapts the stem and the head (a stem
+    that already has the model's input channels is taken as it is, as timm does)."""
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith("aux_head.")}
     stem = expected.get("stem.conv.weight")
     in_chans = (cfg.get("input_size") or (3,))[0]
+    file_stem = state_dict.get("stem.conv.weight")
+    if file_stem is not None and stem is not None and file_stem.shape == stem.shape:
+        in_chans = stem.shape[1]
     if stem is not None and stem.shape[1] != in_chans:
         expected["stem.conv.weight"] = torch.empty(stem.shape[0], in_chans, *stem.shape[2:], device="meta")
     expected.pop("classifier.weight", None)
@@ -227,7 +231,7 @@ def filter_state_dict(state_dict: dict[str, torch.Tensor], model: NASNet) -> dic
     what = _describe(cfg)
     if "conv0.conv.weight" in state_dict:  # timm / Cadene layout
         state_dict = rename_timm(state_dict, model.layer_names, what)
-    sd = check_state_dict(state_dict, _expected(model, cfg), what)
+    sd = check_state_dict(state_dict, _expected(model, cfg, state_dict), what)
     aux = {k: v for k, v in model.state_dict().items() if k.startswith("aux_head.") and k not in sd}
     if aux:
         _logger.info("%s: the file has no aux head; the aux head keeps its initialisation", what)

@@ -376,7 +376,9 @@ def run_search(
                 else:
                     finished(run.finish(Outcome(child, cached, None, 0.0, "cache"), elapsed(), cached=True))
             if not run.pending:
-                break
+                if run.proposed >= budget or out_of_time:
+                    break
+                continue  # every new child came from the cache: propose more
             if out_of_time:
                 for child in run.pending:  # they stay in flight on disk; --resume re-queues them
                     evaluator.cancel(child)

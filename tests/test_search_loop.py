@@ -168,6 +168,7 @@ def test_reward_cache_by_canonical_hash(tmp_path: Path, monkeypatch: pytest.Monk
     _EVALUATIONS.clear()
     result = run_search(SearchConfig(preset="synthetic", algo="evolution", budget=300), SerialEvaluator(Counting()))
     records = result.records
+    assert [r["child"] for r in records] == list(range(300))  # cache hits count towards the budget
     hits = [r for r in records if r["cached"]]
     assert hits, "regularized evolution revisits children; some must come from the cache"
     assert len(_EVALUATIONS) == len(records) - len(hits)

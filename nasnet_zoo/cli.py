@@ -133,6 +133,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cards(args: argparse.Namespace) -> int:
+    from .cards import source_root, stale_files, write_all
+
+    try:
+        root = args.root or source_root()
+        if args.check:
+            stale = stale_files(root)
+            for path in stale:
+                print(f"stale: {path}")
+            if stale:
+                print("run `nasnet-zoo cards` (or `make cards` to re-measure too)", file=sys.stderr)
+            return 1 if stale else 0
+        changed = write_all(root)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for path in changed:
+        print(f"wrote {path}" if path.is_file() else f"removed {path}")
+    print(f"{len(changed)} file(s) changed" if changed else "model cards and README tables are up to date")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -186,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--download", action="store_true", help="cifar10: download the dataset if absent (online)")
     sp.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
     sp.add_argument("--workers", type=int, default=4, help="data loading processes (default 4)")
+    sp = add("cards", cmd_cards, "regenerate model_cards/ and README.md's tables from the zoo table and measurements")
+    sp.add_argument("--check", action="store_true", help="only report stale files (exit 1 if any)")
+    sp.add_argument("--root", type=Path, help="the source checkout (default: the one this package runs from)")
     add("demo", cmd_demo, "the end-to-end story on bundled data")
     return p
 

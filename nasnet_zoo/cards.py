@@ -221,9 +221,9 @@ def _layout(f: CardFacts) -> str:
     n = c.num_cells // (c.num_reduction_layers + 1)
     stem = "ImageNet" if c.stem == "imagenet" else "CIFAR"
     return (
-        f"{stem} layout, {n} normal cells per stack ({c.num_cells} in all, {c.num_reduction_layers} reduction "
-        f"cells between the stacks), {c.filters} filters, stem multiplier {c.stem_multiplier:g}, "
-        f"{f.num_features} features before the classifier"
+        f"{stem} layout, {n} normal cell{'s' if n != 1 else ''} per stack ({c.num_cells} in all, "
+        f"{c.num_reduction_layers} reduction cells between the stacks), {c.filters} filters, stem multiplier "
+        f"{c.stem_multiplier:g}, {f.num_features} features before the classifier"
     )
 
 
@@ -234,7 +234,8 @@ def _cell_name(f: CardFacts) -> str:
 def _description(f: CardFacts) -> str:
     m = f.row
     if f.trained:
-        what = f"A NASNet with {_cell_name(f)} ({_layout(f)})"
+        what = "A NASNet-A network" if f.genotype == NASNET_A else "A NASNet with a searched cell"
+        what += f" ({_layout(f)})"
         base = f", fine-tuned from `{f.trained.base_model}`" if f.trained.base_model else ""
         return (
             f"{what}, trained with nasnet-zoo{base}: {f.num_classes} classes of `{f.trained.dataset}`. "

@@ -15,7 +15,7 @@ $(VENV)/.demo: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e ".[search,peers,dev]"
+	$(BIN)/pip install -e ".[search,peers,export,dev]"
 	touch $@
 
 demo: $(VENV)/.demo

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .table import format_table
 
@@ -181,6 +182,91 @@ def cmd_cards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """`create_model` arguments from the shared model options (those given)."""
+    given = dict(genotype=args.genotype, num_cells=args.num_cells, filters=args.filters, in_chans=args.in_chans)
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _log_to_stderr() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("nasnet_zoo").setLevel(logging.INFO)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .finetune import FINETUNE_CONFIG, finetune
+    from .weights import WeightsError
+
+    _log_to_stderr()
+    settings = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay)
+    settings.update(label_smoothing=args.label_smoothing, ema_decay=args.ema_decay, seed=args.seed)
+    config = dataclasses.replace(FINETUNE_CONFIG, **{k: v for k, v in settings.items() if v is not None})
+    kwargs = _model_kwargs(args)
+    if args.drop_path is not None:
+        kwargs["drop_path_rate"] = args.drop_path
+    out = args.out or Path("runs") / f"finetune-{Path(args.model).name}-{Path(args.data).name}"
+    try:
+        result = finetune(
+            args.model, args.data, out, config=config, pretrained=not args.no_pretrained, weights=args.weights,
+            cache_dir=args.cache_dir, freeze_backbone=args.freeze_backbone, backbone_lr_scale=args.backbone_lr_scale,
+            patience=args.patience, img_size=args.img_size, eval_style=args.eval_style,
+            val_fraction=args.val_fraction, split_seed=args.split_seed, resume=args.resume, device=args.device,
+            num_workers=args.workers, progress=True, **kwargs,
+        )  # fmt: skip
+    except (WeightsError, FileNotFoundError, FileExistsError, ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.summary(), indent=2))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .finetune import load_model, validate
+    from .weights import WeightsError
+
+    _log_to_stderr()
+    try:
+        model, source = load_model(
+            args.model, pretrained=not args.no_pretrained, weights=args.weights, cache_dir=args.cache_dir,
+            **_model_kwargs(args),
+        )  # fmt: skip
+        result = validate(
+            model, args.data_dir, class_map=args.class_map, style=args.style, img_size=args.img_size,
+            crop_pct=args.crop_pct, batch_size=args.batch_size, device=args.device, num_workers=args.workers,
+            progress=True,
+        )  # fmt: skip
+    except (WeightsError, FileNotFoundError, ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(dict(model=args.model, weights=source, **result), indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import FORMATS, ExportCheckError, export_model
+    from .finetune import load_model
+    from .weights import WeightsError
+
+    _log_to_stderr()
+    out = args.out or Path(Path(args.model).name.replace(".", "_") + FORMATS[args.format])
+    try:
+        model, source = load_model(
+            args.model, pretrained=not args.no_pretrained, weights=args.weights, cache_dir=args.cache_dir,
+            **_model_kwargs(args),
+        )  # fmt: skip
+        size = None if args.img_size is None else (model.in_chans, args.img_size, args.img_size)
+        result = export_model(model, args.format, out, input_size=size, batch_size=args.batch_size, atol=args.atol)
+    except (WeightsError, ExportCheckError, FileNotFoundError, ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(dict(model=args.model, weights=source, **result), indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -257,6 +343,65 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("cards", cmd_cards, "regenerate model_cards/ and README.md's tables from the zoo table and measurements")
     sp.add_argument("--check", action="store_true", help="only report stale files (exit 1 if any)")
     sp.add_argument("--root", type=Path, help="the source checkout (default: the one this package runs from)")
+
+    def model_options(sp: argparse.ArgumentParser) -> None:
+        g = sp.add_argument_group("model", "weights and architecture (MODEL may also be a finetune export folder)")
+        g.add_argument("--weights", help="weights instead of the tag's: a .safetensors file, or hf-hub:ORG/NAME@REV")
+        g.add_argument("--no-pretrained", action="store_true", help="random initialisation, on purpose")
+        g.add_argument("--cache-dir", type=Path, help="weights cache folder (default: huggingface_hub's, torch.hub's)")
+        g.add_argument("--genotype", help="a searched cell (JSON file) for nasnet_cifar / nasnet_imagenet")
+        g.add_argument("--num-cells", type=int, help="override the model's number of normal cells (3 N)")
+        g.add_argument("--filters", type=int, help="override the model's filter count")
+        g.add_argument("--in-chans", type=int, help="input channels (default 3)")
+
+    sp = add("finetune", cmd_finetune, "fine-tune a model on digits or an image folder; export the best epoch")
+    sp.add_argument("model", help="zoo model (with a tag: nasnet_a_mobile.tf_in1k) or a finetune export folder")
+    sp.add_argument("data", help="'digits', or a folder with train/ and val/ class folders, or class folders only")
+    sp.add_argument(
+        "--out", type=Path, help="run folder (default runs/finetune-MODEL-DATA); the model goes to OUT/model"
+    )
+    sp.add_argument("--freeze-backbone", action="store_true", help="train the new head only (BN statistics fixed)")
+    sp.add_argument("--backbone-lr-scale", type=float, default=1.0, help="backbone lr = S x lr (group_matcher)")
+    sp.add_argument("--patience", type=int, help="stop after N epochs without a better validation accuracy")
+    sp.add_argument("--epochs", type=int, help="default 10")
+    sp.add_argument("--batch-size", type=int, help="default 32")
+    sp.add_argument("--lr", type=float, help="peak learning rate (SGD momentum 0.9, cosine; default 0.05)")
+    sp.add_argument("--weight-decay", type=float, help="L2 on conv/FC weights (default 5e-4)")
+    sp.add_argument("--label-smoothing", type=float, help="default 0.1")
+    sp.add_argument("--ema-decay", type=float, help="score and export an EMA of the weights (e.g. 0.999)")
+    sp.add_argument("--drop-path", type=float, help="maximum drop-path probability (default: the model's)")
+    sp.add_argument("--img-size", type=int, help="training and evaluation input size (default: the model's)")
+    sp.add_argument("--eval-style", choices=["tf", "timm"], default="tf", help="validation preprocessing of folders")
+    sp.add_argument("--val-fraction", type=float, default=0.25, help="split off per class when there is no val/")
+    sp.add_argument("--split-seed", type=int, default=0)
+    sp.add_argument("--seed", type=int, help="training seed (default 0)")
+    sp.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    sp.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
+    sp.add_argument("--workers", type=int, default=4, help="data loading processes for image folders (default 4)")
+    model_options(sp)
+
+    sp = add("validate", cmd_validate, "top-1 / top-5 on an image folder (ImageNet val layout or a class map), JSON")
+    sp.add_argument("model", help="zoo model, optionally with a tag, or a finetune export folder")
+    sp.add_argument("data_dir", type=Path, help="DIR/CLASS/IMAGE; ImageNet synset folders need no class map")
+    sp.add_argument("--class-map", type=Path, help="class folder names in output order: one per line, or JSON")
+    sp.add_argument(
+        "--style", choices=["tf", "timm"], default="tf", help="tf: crop 0.875 bilinear; timm: 0.911 bicubic"
+    )
+    sp.add_argument("--img-size", type=int, help="input size (default: the model's)")
+    sp.add_argument("--crop-pct", type=float, help="override the style's central crop fraction")
+    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
+    sp.add_argument("--workers", type=int, default=4, help="data loading processes (default 4)")
+    model_options(sp)
+
+    sp = add("export", cmd_export, "export to ONNX or a torch.export program, checked against the eager model")
+    sp.add_argument("model", help="zoo model, optionally with a tag, or a finetune export folder")
+    sp.add_argument("--format", required=True, choices=["onnx", "exported-program"])
+    sp.add_argument("-o", "--out", type=Path, help="output file (default MODEL.onnx / MODEL.pt2 here)")
+    sp.add_argument("--img-size", type=int, help="input size of the export (default: the model's)")
+    sp.add_argument("--batch-size", type=int, default=2, help="sample batch for tracing and the check (>= 2)")
+    sp.add_argument("--atol", type=float, default=1e-4, help="allowed max |exported - eager| (plus 1e-5 x max |eager|)")
+    model_options(sp)
     add("demo", cmd_demo, "the end-to-end story on bundled data")
     return p
 

@@ -3,7 +3,8 @@
 * `digits`: the bundled real proxy task, scikit-learn's 1,797 handwritten 8x8 digits (needs scikit-learn, the
   ``search`` extra; nothing is downloaded).
 * `cifar10`: CIFAR-10 from a local folder in torchvision's on-disk format (download only when asked).
-* `image_folder`: any ``root/CLASS/IMAGE`` folder.
+* `image_folder`: any ``root/CLASS/IMAGE`` folder, optionally labelled through a class map (`read_class_map`).
+* `stratified_split`: a fixed per-class train/validation split (digits, and folders without a ``val/``).
 * Transforms: the paper's CIFAR augmentation (crop 32 from 40, flip, Cutout 16), ImageNet training
   augmentation, and evaluation preprocessing from a model's pretrained cfg in the TF release's style (central
   crop 0.875, TF's bilinear resize) or timm's (crop 0.911, bicubic).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,15 +46,22 @@ def digits(
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     if channels != 1:
         x = x.repeat(1, channels, 1, 1)
-    rng = np.random.default_rng(seed)
-    val_idx = []
-    for c in range(10):
-        idx = np.flatnonzero(data.target == c)
-        val_idx += list(rng.choice(idx, size=round(len(idx) * val_fraction), replace=False))
-    is_val = np.zeros(len(y), dtype=bool)
-    is_val[val_idx] = True
-    train, val = torch.from_numpy(~is_val), torch.from_numpy(is_val)
+    train, val = stratified_split(data.target, val_fraction, seed)
     return TensorDataset(x[train], y[train]), TensorDataset(x[val], y[val])
+
+
+def stratified_split(labels: Sequence[int] | np.ndarray, val_fraction: float, seed: int = 0) -> tuple[list, list]:
+    """``(train_indices, val_indices)``, sorted: ``round(n_c * val_fraction)`` examples of each class ``c`` go to
+    validation, drawn with a generator seeded by ``seed``, so the split is fixed."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    is_val = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        is_val[rng.choice(idx, size=round(len(idx) * val_fraction), replace=False)] = True
+    return np.flatnonzero(~is_val).tolist(), np.flatnonzero(is_val).tolist()
 
 
 # --- CIFAR-10 from torchvision's on-disk format -----------------------------------------------------------------
@@ -150,17 +159,57 @@ def cifar10(
     )
 
 
-def image_folder(root: str | Path, transform: Callable[[Any], torch.Tensor] | None = None) -> Dataset:
-    """Any ``root/CLASS/IMAGE`` folder (torchvision's ImageFolder): classes sorted by name, labels 0..C-1."""
+def image_folder(
+    root: str | Path, transform: Callable[[Any], torch.Tensor] | None = None, class_map: Sequence[str] | None = None
+) -> Dataset:
+    """Any ``root/CLASS/IMAGE`` folder (torchvision's ImageFolder): classes sorted by name, labels 0..C-1.
+
+    ``class_map`` lists class names in the model's output order (label ``i`` is ``class_map[i]``); every folder
+    must be in it, and it may hold classes that have no folder (a validation subset). ``classes`` is then the map.
+    """
     from torchvision.datasets import ImageFolder
 
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no image folder at {root}: expected {root}/CLASS_NAME/IMAGE files")
     try:
-        return ImageFolder(str(root), transform=transform)
+        ds = ImageFolder(str(root), transform=transform)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"{root} holds no class folders with images ({e}); expected {root}/CLASS/IMAGE") from e
+    if class_map is None:
+        return ds
+    index = {name: i for i, name in enumerate(class_map)}
+    unknown = [c for c in ds.classes if c not in index]
+    if unknown:
+        more = f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else ""
+        raise ValueError(
+            f"{len(unknown)} class folders of {root} are not in the class map: {', '.join(unknown[:5])}{more}; "
+            "the map must name every folder (one class per line, in the model's output order)"
+        )
+    ds.samples = [(path, index[ds.classes[label]]) for path, label in ds.samples]
+    ds.imgs, ds.targets = ds.samples, [label for _, label in ds.samples]
+    ds.classes, ds.class_to_idx = list(class_map), index
+    return ds
+
+
+def read_class_map(path: str | Path) -> list[str]:
+    """Class names in output order from a text file (one per line, timm's format) or JSON (a list, or an object
+    mapping each name to its index 0..C-1)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no class map file at {path}")
+    if path.suffix == ".json":
+        raw = json.loads(path.read_text())
+        if isinstance(raw, dict):
+            if sorted(v for v in raw.values() if isinstance(v, int)) != list(range(len(raw))):
+                raise ValueError(f"{path}: a JSON class map object must map names to the indices 0..{len(raw) - 1}")
+            raw = sorted(raw, key=raw.__getitem__)
+        names = [str(n) for n in raw]
+    else:
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"{path}: a class map needs at least one class and no name twice")
+    return names
 
 
 # --- transforms -------------------------------------------------------------------------------------------------
@@ -264,6 +313,17 @@ class _TFCropResize:
 EVAL_STYLES = {"tf": (0.875, "bilinear"), "timm": (0.911, "bicubic")}
 
 
+def eval_crop(cfg: dict[str, Any], style: str = "tf", crop_pct: float | None = None) -> tuple[float, str]:
+    """``(crop fraction, interpolation)`` of an eval style for a model's pretrained cfg: ``"tf"``: the cfg's
+    ``crop_pct`` (0.875 for the zoo's ImageNet models, 1.0 for CIFAR), bilinear; ``"timm"``: 0.911, bicubic."""
+    if style not in EVAL_STYLES:
+        raise ValueError(f"unknown eval style {style!r}; choose one of {', '.join(EVAL_STYLES)}")
+    pct, interpolation = EVAL_STYLES[style]
+    if style == "tf":
+        pct = cfg.get("crop_pct") or pct
+    return crop_pct or pct, interpolation
+
+
 def eval_transform(
     model_or_cfg: Any, style: str = "tf", size: int | None = None, crop_pct: float | None = None
 ) -> Callable[[Any], torch.Tensor]:
@@ -273,20 +333,17 @@ def eval_transform(
     ImageNet models, 1.0 for CIFAR) of each side, then TF1's bilinear resize to a square (aspect not kept).
     ``style="timm"``: timm's: resize the short side to ``size / 0.911`` (bicubic), centre crop ``size``.
     """
-    if style not in EVAL_STYLES:
-        raise ValueError(f"unknown eval style {style!r}; choose one of {', '.join(EVAL_STYLES)}")
     cfg = getattr(model_or_cfg, "pretrained_cfg", model_or_cfg)
     cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else cfg  # a timm PretrainedCfg
     size = size or int(cfg["input_size"][-1])
     mean, std = tuple(cfg.get("mean", ZOO_MEAN)), tuple(cfg.get("std", ZOO_STD))
+    pct, interpolation = eval_crop(cfg, style, crop_pct)
     if style == "timm":
         from timm.data import create_transform
 
-        pct, interpolation = EVAL_STYLES["timm"]
         return create_transform(
-            input_size=(3, size, size), interpolation=interpolation, crop_pct=crop_pct or pct, mean=mean, std=std
+            input_size=(3, size, size), interpolation=interpolation, crop_pct=pct, mean=mean, std=std
         )
-    pct = crop_pct or cfg.get("crop_pct", EVAL_STYLES["tf"][0])
     return v2.Compose(
         [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), _TFCropResize(pct, size), v2.Normalize(mean, std)]
     )

@@ -4,9 +4,9 @@ Public API::
 
     TrainConfig(...)                    every setting of the loop; frozen; ``.scaled(batch_size)`` for another batch
     fit(model, train_data, val_data=None, config=TrainConfig(), out_dir=None, *, resume=False, device=None,
-        num_workers=0, progress=False, on_epoch=None) -> FitResult
+        num_workers=0, progress=False, on_epoch=None, param_groups=None) -> FitResult
     FitResult                           history (one dict per epoch), final/best validation accuracy, EMA model
-    evaluate(model, data, *, batch_size=256, device=None, precision="auto", num_workers=0) -> dict
+    evaluate(model, data, *, batch_size=256, device=None, precision="auto", num_workers=0, progress=False) -> dict
     learning_rate(config, step, steps_per_epoch) -> float   the schedule: a pure function of the global step
     RMSpropTF, ModelEma                 TensorFlow's RMSProp and ExponentialMovingAverage
     Recipe, RECIPES, run_recipe(name, data_dir, ...)         the paper's named runs ("cifar10", "imagenet-*")
@@ -24,6 +24,9 @@ For example, a searched cell as a small child network on the bundled digits (abo
 ``set_drop_path_progress`` is told ``step / total_steps`` before every step (ScheduledDropPath). Data may be a
 ``DataLoader`` (used as it is), a ``TensorDataset`` or an ``(x, y)`` pair of tensors (a fast path without a
 DataLoader, the data moved to the device once), or any map-style ``Dataset`` (a DataLoader is built for it).
+By default every parameter that requires a gradient trains at the scheduled learning rate; ``param_groups``
+(timm's convention: dicts with ``params`` and an optional ``lr_scale``) give parts of the model a fraction of
+it, as fine-tuning does for a backbone.
 
 Semantics, chosen to match the authors' TensorFlow training:
 
@@ -300,7 +303,7 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
 
 @torch.no_grad()
 def _evaluate(
-    model: nn.Module, batches: _Batches, autocast: torch.dtype | None, channels_last: bool
+    model: nn.Module, batches: _Batches, autocast: torch.dtype | None, channels_last: bool, progress: bool = False
 ) -> dict[str, float]:
     was_training = model.training
     model.eval()
@@ -308,7 +311,12 @@ def _evaluate(
     top1 = torch.zeros((), dtype=torch.long, device=batches.device)
     top5 = torch.zeros_like(top1)
     n = 0
-    for x, y in batches.epoch(0):
+    data = batches.epoch(0)
+    if progress:
+        from tqdm import tqdm
+
+        data = tqdm(data, total=len(batches), unit="batch", dynamic_ncols=True)
+    for x, y in data:
         if channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(batches.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
@@ -333,13 +341,15 @@ def evaluate(
     device: str | torch.device | None = None,
     precision: str = "auto",
     num_workers: int = 0,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Mean cross-entropy, top-1 and top-5 accuracy (fractions) and the count ``n`` of ``data`` (any form
-    `fit` takes) in eval mode. The model is moved to ``device`` (default: CUDA when available)."""
+    `fit` takes) in eval mode. The model is moved to ``device`` (default: CUDA when available); ``progress``
+    shows a bar."""
     device = _resolve_device(device)
     model.to(device)
     batches = _Batches(data, batch_size, False, 0, device, num_workers)
-    return _evaluate(model, batches, _autocast_dtype(precision, device), False)
+    return _evaluate(model, batches, _autocast_dtype(precision, device), False, progress)
 
 
 # --- checkpoints, metrics, plots --------------------------------------------------------------------------------
@@ -433,6 +443,7 @@ def fit(
     num_workers: int = 0,
     progress: bool = False,
     on_epoch: Callable[[dict[str, float]], bool | None] | None = None,
+    param_groups: list[dict[str, Any]] | None = None,
 ) -> FitResult:
     """Train ``model`` in place on ``train_data`` and score it on ``val_data`` after every epoch.
 
@@ -446,6 +457,8 @@ def fit(
         num_workers: DataLoader workers for a Dataset (ignored for tensors and given DataLoaders).
         progress: show a tqdm bar and a line per epoch.
         on_epoch: called with each epoch's record after its checkpoint is written; returning True stops.
+        param_groups: optimizer groups, each ``dict(params=[...], lr_scale=s)`` (lr = s x the schedule's);
+            default: one group of every parameter with ``requires_grad``.
 
     Raises FloatingPointError when the training loss is not finite at the end of an epoch.
     """
@@ -471,12 +484,13 @@ def fit(
         raise ValueError("the training data has no examples")
     total_steps = config.epochs * steps_per_epoch
 
-    params = [p for p in model.parameters() if p.requires_grad]
+    groups = param_groups or [dict(params=[p for p in model.parameters() if p.requires_grad])]
+    params = [p for g in groups for p in g["params"]]
     decayed = [p for p in params if p.ndim > 1] if config.weight_decay else []
     if config.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
+        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     else:
-        opt = RMSpropTF(params, config.lr, config.rmsprop_decay, config.momentum, config.rmsprop_eps)
+        opt = RMSpropTF(groups, config.lr, config.rmsprop_decay, config.momentum, config.rmsprop_eps)
     ema = ModelEma(model, config.ema_decay) if config.ema_decay else None
     autocast = _autocast_dtype(config.precision, device)
     set_progress = getattr(model, "set_drop_path_progress", None)
@@ -514,7 +528,7 @@ def fit(
                 x = x.contiguous(memory_format=torch.channels_last)
             lr = learning_rate(config, step, steps_per_epoch)
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             if set_progress is not None:
                 set_progress(step / total_steps)
             with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):

@@ -60,6 +60,23 @@ def test_image_folder(tmp_path: Path) -> None:
         data.image_folder(tmp_path / "empty")
 
 
+def test_class_maps(tmp_path: Path) -> None:
+    (tmp_path / "map.txt").write_text("zebra\n  ant \n\nbee\n")
+    (tmp_path / "list.json").write_text('["zebra", "ant", "bee"]')
+    (tmp_path / "dict.json").write_text('{"bee": 2, "zebra": 0, "ant": 1}')
+    for name in ("map.txt", "list.json", "dict.json"):
+        assert data.read_class_map(tmp_path / name) == ["zebra", "ant", "bee"]
+    (tmp_path / "gap.json").write_text('{"bee": 3, "zebra": 0, "ant": 1}')
+    with pytest.raises(ValueError, match=r"indices 0\.\.2"):
+        data.read_class_map(tmp_path / "gap.json")
+    (tmp_path / "twice.txt").write_text("a\nb\na\n")
+    with pytest.raises(ValueError, match="no name twice"):
+        data.read_class_map(tmp_path / "twice.txt")
+    write_image_folder(tmp_path / "imgs", ("ant", "bee"), per_class=1)
+    ds = data.image_folder(tmp_path / "imgs", class_map=data.read_class_map(tmp_path / "map.txt"))
+    assert ds.targets == [1, 2] and ds.classes == ["zebra", "ant", "bee"]
+
+
 # --- transforms ---------------------------------------------------------------------------------------------------
 def test_cifar_train_transform_crop_flip_cutout() -> None:
     img = torch.full((3, 32, 32), 255, dtype=torch.uint8)

@@ -15,6 +15,12 @@ class WeightsError(RuntimeError):
     """A weight file that cannot be used: missing, corrupt, of another model, or of the wrong size."""
 
 
+class WeightsUnavailableError(WeightsError):
+    """No weights can be had right now, though nothing is wrong with any file: the model has no released
+    weights, or they are not cached and the source cannot be reached (offline). Fine-tuning may then start from
+    random initialisation; every other `WeightsError` (a corrupt file, a hash mismatch, a wrong shape) is fatal."""
+
+
 def read_state_dict(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
     """Load ``.safetensors`` or a PyTorch pickle (``weights_only=True``); unwrap ``state_dict``/``model``."""
     path = Path(path)

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError
 from urllib.parse import urlparse
 
 import torch
@@ -45,7 +46,7 @@ from timm.models import PretrainedCfg, resolve_pretrained_cfg
 from .. import zoo
 from ..network import NASNet
 from ..zoo import MODELS, Weights
-from .common import WeightsError, check_state_dict
+from .common import WeightsError, WeightsUnavailableError, check_state_dict
 from .convert_timm import rename_timm
 
 _logger = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def fetch_hub(what: str, hf_hub_id: str, filename: str, cache_dir: str | PathLik
     except LocalEntryNotFoundError as e:
         cache = cache_dir or hf_constants.HF_HUB_CACHE
         reason = "offline mode is on (HF_HUB_OFFLINE=1)" if _offline() else "the Hub cannot be reached"
-        raise WeightsError(
+        raise WeightsUnavailableError(
             f"{what}: {where} is not in the Hub cache {cache} and {reason}. Connect once with HF_HUB_OFFLINE unset "
             "to download it (later loads work offline), or pass the cache_dir that holds it."
         ) from e
@@ -147,7 +148,7 @@ def fetch_keras(name: str, tag: str, weights: Weights, cache_dir: str | PathLike
         _check_safetensors(target, what, f"delete {target} and load again to download and convert it anew")
         return target
     if _offline():
-        raise WeightsError(
+        raise WeightsUnavailableError(
             f"{what}: {h5_name} has not been downloaded and converted yet (no {target}) and offline mode is on "
             f"(HF_HUB_OFFLINE=1). Connect once with HF_HUB_OFFLINE unset (later loads work offline), or {by_hand}."
         )
@@ -157,8 +158,9 @@ def fetch_keras(name: str, tag: str, weights: Weights, cache_dir: str | PathLike
         _logger.info("%s: downloading %s", what, weights.url)
         try:
             torch.hub.download_url_to_file(weights.url, str(h5), progress=True)
-        except OSError as e:  # urllib's URLError and HTTPError are OSErrors
-            raise WeightsError(f"{what}: downloading {weights.url} failed ({e}); try again, or {by_hand}") from e
+        except OSError as e:  # urllib's URLError and HTTPError are OSErrors; only an HTTP status means the file
+            error = WeightsError if isinstance(e, HTTPError) else WeightsUnavailableError  # is wrong, not absent
+            raise error(f"{what}: downloading {weights.url} failed ({e}); try again, or {by_hand}") from e
         md5 = _md5(h5)
         if md5 != weights.md5:
             raise WeightsError(
@@ -201,11 +203,15 @@ def _describe(cfg: dict[str, Any]) -> str:
     return f"{arch}.{tag} ({src})" if tag else f"{arch} ({src})"
 
 
-def _expected(model: NASNet, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The model's tensors as the weights should have them: before timm adapts the stem and the head."""
+def _expected(model: NASNet, cfg: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's tensors as the weights should have them: before timm adapts the stem and the head (a stem
+    that already has the model's input channels is taken as it is, as timm does)."""
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith("aux_head.")}
     stem = expected.get("stem.conv.weight")
     in_chans = (cfg.get("input_size") or (3,))[0]
+    file_stem = state_dict.get("stem.conv.weight")
+    if file_stem is not None and stem is not None and file_stem.shape == stem.shape:
+        in_chans = stem.shape[1]
     if stem is not None and stem.shape[1] != in_chans:
         expected["stem.conv.weight"] = torch.empty(stem.shape[0], in_chans, *stem.shape[2:], device="meta")
     expected.pop("classifier.weight", None)
@@ -225,7 +231,7 @@ def filter_state_dict(state_dict: dict[str, torch.Tensor], model: NASNet) -> dic
     what = _describe(cfg)
     if "conv0.conv.weight" in state_dict:  # timm / Cadene layout
         state_dict = rename_timm(state_dict, model.layer_names, what)
-    sd = check_state_dict(state_dict, _expected(model, cfg), what)
+    sd = check_state_dict(state_dict, _expected(model, cfg, state_dict), what)
     aux = {k: v for k, v in model.state_dict().items() if k.startswith("aux_head.") and k not in sd}
     if aux:
         _logger.info("%s: the file has no aux head; the aux head keeps its initialisation", what)
@@ -266,7 +272,7 @@ def load_pretrained(build: Callable[..., NASNet], name: str, source: dict[str, A
         cfg = dataclasses.replace(cfg, file=str(fetch_keras(name, cfg.tag, weights, cache_dir)))
     elif not cfg.url:
         tags = ", ".join(MODELS[name].pretrained) or "none"
-        raise WeightsError(
+        raise WeightsUnavailableError(
             f"{name} has no released weights (tags: {tags}). Train it (`nasnet-zoo train`), or load your own file "
             "with pretrained_cfg_overlay=dict(file='weights.safetensors')."
         )

@@ -1,0 +1,505 @@
+"""Fine-tuning on your own data and validation on an image folder, both through the one loop in `train`.
+
+Public API::
+
+    load_model(name, *, pretrained=True, weights=None, cache_dir=None, allow_random=False, **kwargs)
+        -> (model, source)             a zoo model with its weights, or an exported folder; see "Weights" below
+    finetune(name, data, out_dir, *, config=FINETUNE_CONFIG, freeze_backbone=False, backbone_lr_scale=1.0,
+             patience=None, ...) -> FinetuneResult
+    save_finetuned(model, folder, *, classes=None, data_config=None, description="") -> Path
+    backbone_parameter_names(model) -> set[str]   what ``group_matcher`` puts in a layer group (the rest: head)
+    validate(model, root, *, class_map=None, style="tf", ...) -> dict   top-1 / top-5 on an image folder
+
+Weights. ``load_model`` asks timm's pretrained machinery (so the zoo's weight loader, when installed) for the
+model's weights. When there are none to be had, because the model has no released weights or because they are
+not cached and the source cannot be reached (offline), fine-tuning logs a warning and starts from random
+initialisation; validation and export refuse. Anything else that goes wrong with weights, a corrupt or
+truncated file, a hash mismatch, weights of another architecture, raises `WeightsError`: never a silent random
+init.
+
+Fine-tuning. DATA is ``"digits"`` (the bundled 8x8 digits and their fixed split) or an image folder: with
+``train/`` and ``val/`` class folders, or class folders only, split per class with a fixed seed. The model gets
+a new head for the data's classes; the backbone (every parameter that the model's ``group_matcher`` places in
+a layer group: stem and cells) is optionally frozen (no gradients, BatchNorm statistics fixed) or trained at
+``backbone_lr_scale`` x the learning rate. `train.fit` trains and keeps the weights of the best validation
+epoch (``best.safetensors``); ``patience`` stops a run that has not improved for that many epochs. The best
+model is exported to ``out_dir/model/``: ``model.safetensors`` and timm's ``config.json`` (architecture,
+num_classes, num_features, label_names, model_args with the genotype of a generic model, pretrained_cfg with the
+preprocessing), which loads back with any of::
+
+    nasnet_zoo.create_model("local-dir:runs/ft/model", pretrained=True)
+    load_model("runs/ft/model")
+    create_model(arch, pretrained=True, pretrained_cfg_overlay=dict(file="runs/ft/model/model.safetensors",
+                 num_classes=K), **config["model_args"])
+
+and is the folder layout the Hub publishing command uploads.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import pickle
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError, URLError
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from . import data as datasets
+from .train import FitResult, TrainConfig, evaluate, fit
+from .weights import WeightsError, read_state_dict, save_safetensors
+from .weights.common import WeightsUnavailableError
+from .zoo import MODELS, create_model
+
+_logger = logging.getLogger(__name__)
+
+#: The default fine-tuning run: SGD with momentum and a cosine schedule, light L2 and label smoothing.
+FINETUNE_CONFIG = TrainConfig(
+    epochs=10, batch_size=32, optimizer="sgd", lr=0.05, momentum=0.9, schedule="cosine", weight_decay=5e-4,
+    label_smoothing=0.1, clip_grad_norm=5.0,
+)  # fmt: skip
+EXPORT_FOLDER = "model"
+
+
+# --- weights: pretrained when available ----------------------------------------------------------------------------
+def _unavailable(error: BaseException | None) -> bool:
+    """Whether an error (or one it was raised from) says the weights cannot be had now, not that they are bad."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    while error is not None:
+        if isinstance(error, WeightsUnavailableError | LocalEntryNotFoundError | ConnectionError | TimeoutError):
+            return True
+        if isinstance(error, URLError) and not isinstance(error, HTTPError):
+            return True
+        error = error.__cause__
+    return False
+
+
+def load_model(
+    name: str | PathLike[str],
+    *,
+    pretrained: bool = True,
+    weights: str | PathLike[str] | None = None,
+    cache_dir: str | PathLike[str] | None = None,
+    allow_random: bool = False,
+    **kwargs: Any,
+) -> tuple[nn.Module, str]:
+    """Build a model with its weights; returns ``(model, where its weights came from)``.
+
+    Args:
+        name: a zoo model, optionally with a weights tag (``nasnet_a_large.keras_in1k``); or a folder written by
+            `save_finetuned` (also as ``local-dir:FOLDER``) or ``hf-hub:ORG/NAME``, whose config.json names the
+            architecture and its arguments.
+        pretrained: False builds a randomly initialised model, on purpose.
+        weights: weights to load instead of the tag's: a file (timm's ``pretrained_cfg_overlay=dict(file=...)``)
+            or ``hf-hub:ORG/NAME[@REVISION]``, a Hub repo's ``model.safetensors`` in the zoo's layout.
+        cache_dir: where downloaded weights are cached.
+        allow_random: when no weights can be had (none released; not cached and offline or unreachable), log a
+            warning and return a randomly initialised model instead of raising `WeightsUnavailableError`.
+        kwargs: `create_model` arguments (``num_classes``, ``in_chans``, ``img_size``, macro fields, genotype).
+
+    Raises `WeightsError` for weights that exist but cannot be used (corrupt, truncated, of another model).
+    """
+    name = str(name)
+    if Path(name).is_dir():
+        name = f"local-dir:{name}"
+    if name.startswith(("local-dir:", "hf-hub:", "hf_hub:")):
+        if weights is not None or not pretrained:
+            raise ValueError(f"{name} is a saved model: it brings its own weights (no weights= / pretrained=False)")
+        return _load(name, name, dict(cache_dir=cache_dir, **kwargs)), name
+    arch, _, tag = name.partition(".")
+    if arch not in MODELS:
+        raise ValueError(f"unknown model {name!r}; the zoo has: {', '.join(MODELS)}")
+    if not pretrained:
+        return create_model(arch, **kwargs), "random initialisation (pretrained=False)"
+    overlay = None
+    if weights is not None and str(weights).startswith("hf-hub:"):
+        overlay = {"hf_hub_id": str(weights).removeprefix("hf-hub:"), "hf_hub_filename": "model.safetensors"}
+    elif weights is not None:
+        overlay = {"file": str(weights)}
+    from timm.models import resolve_pretrained_cfg
+
+    try:
+        cfg = resolve_pretrained_cfg(arch, pretrained_cfg=tag or None, pretrained_cfg_overlay=overlay)
+    except RuntimeError as e:  # timm: an unknown tag
+        tags = ", ".join(MODELS[arch].pretrained) or "none"
+        raise WeightsError(
+            f"{name}: {arch} has no weights tag {tag!r} (its tags: {tags}); see `nasnet-zoo list`"
+        ) from e
+    source = cfg.file or (cfg.hf_hub_id and f"hf-hub:{cfg.hf_hub_id}") or cfg.url
+    if source:
+        try:
+            model = _load(name, source, dict(pretrained_cfg_overlay=overlay, cache_dir=cache_dir, **kwargs))
+            _logger.info("%s: pretrained weights loaded from %s", name, source)
+            return model, f"pretrained: {source}"
+        except WeightsUnavailableError as e:
+            unavailable = e
+    else:
+        tags = ", ".join(MODELS[arch].pretrained) or "none"
+        unavailable = WeightsUnavailableError(f"{name} has no released weights (tags: {tags})")
+    if not allow_random:
+        raise WeightsUnavailableError(
+            f"{unavailable}. Pass a weight file (weights=, --weights), connect once to download them, or build the "
+            "model from random initialisation on purpose (pretrained=False, --no-pretrained)"
+        ) from unavailable
+    _logger.warning("%s: %s; starting from RANDOM INITIALISATION", name, unavailable)
+    return create_model(arch, **kwargs), f"random initialisation ({unavailable})"
+
+
+def _load(name: str, source: str, kwargs: dict[str, Any]) -> nn.Module:
+    """`create_model(name, pretrained=True)`, with its failures sorted into unavailable and broken weights."""
+    from safetensors import SafetensorError
+
+    try:
+        return create_model(name, pretrained=True, **kwargs)
+    except (WeightsError, OSError, RuntimeError, ValueError, EOFError, SafetensorError, pickle.UnpicklingError) as e:
+        if _unavailable(e):
+            raise WeightsUnavailableError(f"the weights ({source}) are not available: {e}") from e
+        if isinstance(e, WeightsError):
+            raise
+        raise WeightsError(
+            f"{name}: loading the weights from {source} failed ({type(e).__name__}: {e}). The file is corrupt, "
+            "truncated or for another model: replace it, or start from random initialisation on purpose "
+            "(pretrained=False, --no-pretrained)"
+        ) from e
+
+
+# --- the backbone, through group_matcher ---------------------------------------------------------------------------
+def _matcher_patterns(model: nn.Module) -> list[re.Pattern[str]]:
+    matcher = getattr(model, "group_matcher", None)
+    if matcher is None:
+        raise TypeError(f"{type(model).__name__} has no group_matcher(); cannot tell its backbone from its head")
+    patterns = []
+    for spec in matcher(coarse=True).values():
+        specs = spec if isinstance(spec, list | tuple) else [(spec, None)]
+        patterns += [re.compile(s[0] if isinstance(s, list | tuple) else s) for s in specs]
+    return patterns
+
+
+def backbone_parameter_names(model: nn.Module) -> set[str]:
+    """Names of the parameters that ``model.group_matcher()`` places in a layer group (stem, blocks, as timm's
+    layer-wise tools use it); the others (classifier, aux head) are the head."""
+    patterns = _matcher_patterns(model)
+    return {n for n, _ in model.named_parameters() if any(p.match(n) for p in patterns)}
+
+
+def _eval_batchnorms(model: nn.Module, args: Any, names: frozenset[str]) -> None:
+    """Forward pre-hook of a frozen backbone: its BatchNorms normalise with, and keep, their running statistics."""
+    for name, module in model.named_modules():
+        if name in names:
+            module.eval()
+
+
+def _freeze_backbone(model: nn.Module) -> torch.utils.hooks.RemovableHandle:
+    """No gradients for the backbone, and its BatchNorms in eval mode at every forward (`fit` sets train mode)."""
+    backbone = backbone_parameter_names(model)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name not in backbone)
+    patterns = _matcher_patterns(model)
+    norms = frozenset(
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and any(p.match(n + ".") for p in patterns)
+    )
+    return model.register_forward_pre_hook(functools.partial(_eval_batchnorms, names=norms))
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+def data_classes(data: str | PathLike[str]) -> list[str]:
+    """The class names of fine-tuning data (their order is the new head's)."""
+    if str(data) == "digits":
+        return [str(i) for i in range(10)]
+    from torchvision.datasets.folder import find_classes
+
+    root = Path(data)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no data at {root}: DATA is 'digits' or a folder of class folders (or train/ val/)")
+    train = root / "train" if (root / "train").is_dir() else root
+    try:
+        return find_classes(str(train))[0]
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{train} holds no class folders ({e}); expected {train}/CLASS/IMAGE") from e
+
+
+def finetune_data(
+    data: str | PathLike[str],
+    model_cfg: dict[str, Any],
+    size: int,
+    in_chans: int = 3,
+    style: str = "tf",
+    val_fraction: float = 0.25,
+    split_seed: int = 0,
+) -> tuple[Dataset, Dataset, list[str]]:
+    """``(train, val, classes)``: the digits at ``size`` with ``in_chans`` channels, or an image folder with the
+    ImageNet training augmentation and the model's eval transform (``style`` "tf" or "timm") at ``size``."""
+    if str(data) == "digits":
+        train, val = datasets.digits(val_fraction, split_seed, size=size, channels=in_chans)
+        return train, val, data_classes(data)
+    if in_chans != 3:
+        raise ValueError(f"image folders are RGB; the model takes {in_chans} channels: build it with in_chans=3")
+    classes = data_classes(data)
+    root = Path(data)
+    mean, std = model_cfg.get("mean", datasets.ZOO_MEAN), model_cfg.get("std", datasets.ZOO_STD)
+    train_tf = datasets.imagenet_train_transform(size, mean, std)
+    eval_tf = datasets.eval_transform(model_cfg, style, size)
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        train, val = datasets.image_folder(root / "train", train_tf), datasets.image_folder(root / "val", eval_tf)
+        if val.classes != train.classes:
+            raise ValueError(f"{root}/val has other classes than {root}/train; both need the same class folders")
+        return train, val, classes
+    folder = root / "train" if (root / "train").is_dir() else root
+    train, val = datasets.image_folder(folder, train_tf), datasets.image_folder(folder, eval_tf)
+    train_idx, val_idx = datasets.stratified_split(train.targets, val_fraction, split_seed)
+    if not train_idx or not val_idx:
+        raise ValueError(f"{folder} has too few images to split {val_fraction:.0%} off for validation")
+    _logger.info("%s: no val/ folder; %d of %d images split off for validation", folder, len(val_idx), len(train))
+    return Subset(train, train_idx), Subset(val, val_idx), classes
+
+
+# --- fine-tuning --------------------------------------------------------------------------------------------------
+@dataclass
+class FinetuneResult:
+    """What `finetune` returns. ``model`` holds the best epoch's weights, in eval mode."""
+
+    model: nn.Module
+    fit: FitResult
+    weights: str  # where the starting weights came from (or why they are random)
+    classes: list[str]
+    export_dir: Path
+    stopped_early: bool
+
+    def summary(self) -> dict[str, Any]:
+        f = self.fit
+        return dict(
+            export=str(self.export_dir), weights=self.weights, classes=len(self.classes), epochs=len(f.history),
+            stopped_early=self.stopped_early, best_epoch=f.best_epoch, best_val_acc=f.best_val_acc,
+            final_val_acc=f.final_val_acc, seconds=round(f.seconds, 1),
+        )  # fmt: skip
+
+
+def _early_stop(patience: int | None, history: list[dict[str, float]]) -> Callable[[dict[str, float]], bool]:
+    """An ``on_epoch`` callback: True once the scored validation accuracy has not improved for ``patience`` epochs
+    (scored as `fit` scores its best epoch)."""
+    best: dict[str, float] = {"score": -1.0, "epoch": 0}
+
+    def on_epoch(record: dict[str, float]) -> bool:
+        score = record.get("ema_val_acc", record["val_acc"])
+        if score > best["score"]:
+            best.update(score=score, epoch=record["epoch"])
+        return patience is not None and record["epoch"] - best["epoch"] >= patience
+
+    for record in history:
+        on_epoch(record)
+    return on_epoch
+
+
+def finetune(
+    name: str | PathLike[str],
+    data: str | PathLike[str],
+    out_dir: str | PathLike[str],
+    *,
+    config: TrainConfig = FINETUNE_CONFIG,
+    pretrained: bool = True,
+    weights: str | PathLike[str] | None = None,
+    cache_dir: str | PathLike[str] | None = None,
+    freeze_backbone: bool = False,
+    backbone_lr_scale: float = 1.0,
+    patience: int | None = None,
+    img_size: int | None = None,
+    eval_style: str = "tf",
+    val_fraction: float = 0.25,
+    split_seed: int = 0,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    num_workers: int = 0,
+    progress: bool = False,
+    **model_kwargs: Any,
+) -> FinetuneResult:
+    """Fine-tune ``name`` (see `load_model`; random initialisation, logged, when no weights can be had) on
+    ``data`` with a new head, select the best validation epoch, and export it to ``out_dir/model/``.
+
+    Args:
+        config: the `train.fit` settings (default `FINETUNE_CONFIG`).
+        freeze_backbone: train the head only; the backbone's BatchNorms keep their running statistics.
+        backbone_lr_scale: the backbone trains at this fraction of the scheduled learning rate (1: no difference).
+        patience: stop after this many epochs without a better validation accuracy (None: run all epochs).
+        img_size: the training and evaluation input size (default: the model's).
+        eval_style: validation preprocessing of image folders, "tf" (crop 0.875, bilinear) or "timm".
+        val_fraction, split_seed: the fixed per-class split of data without a ``val/`` folder (and of the digits).
+        resume: continue the run in ``out_dir`` from its last checkpoint.
+        model_kwargs: more `create_model` arguments (``num_cells``, ``filters``, ``in_chans``, ``genotype``, ...).
+    """
+    if freeze_backbone and backbone_lr_scale != 1.0:
+        raise ValueError("freeze_backbone and backbone_lr_scale exclude each other: a frozen backbone does not train")
+    if not 0 <= backbone_lr_scale <= 1:
+        raise ValueError(f"backbone_lr_scale must be in [0, 1], got {backbone_lr_scale}")
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be >= 1 epoch or None, got {patience}")
+    out = Path(out_dir)
+    classes = data_classes(data)
+    if img_size is not None:
+        model_kwargs["img_size"] = img_size
+    torch.manual_seed(config.seed)  # the new head's initialisation follows the seed
+    model, source = load_model(
+        name, pretrained=pretrained, weights=weights, cache_dir=cache_dir, allow_random=True,
+        num_classes=len(classes), **model_kwargs,
+    )  # fmt: skip
+    cfg = dict(model.pretrained_cfg)
+    size = img_size or int(cfg["input_size"][-1])
+    train, val, _ = finetune_data(data, cfg, size, model.in_chans, eval_style, val_fraction, split_seed)
+
+    hook = _freeze_backbone(model) if freeze_backbone else None
+    groups = None
+    if backbone_lr_scale != 1.0:
+        backbone = backbone_parameter_names(model)
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        groups = [
+            dict(params=[p for n, p in named if n in backbone], lr_scale=backbone_lr_scale),
+            dict(params=[p for n, p in named if n not in backbone]),
+        ]
+    history = []
+    if resume and (out / "metrics.jsonl").is_file():
+        history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
+    stop = _early_stop(patience, history)
+    result = fit(
+        model, train, val, config, out, resume=resume, device=device, num_workers=num_workers, progress=progress,
+        on_epoch=stop, param_groups=groups,
+    )  # fmt: skip
+    if hook is not None:
+        hook.remove()
+        model.requires_grad_(True)
+    model.load_state_dict(read_state_dict(out / "best.safetensors"))
+    model.eval()
+
+    crop_pct, interpolation = (1.0, "bilinear") if str(data) == "digits" else datasets.eval_crop(cfg, eval_style)
+    data_config = dict(input_size=(model.in_chans, size, size), crop_pct=crop_pct, interpolation=interpolation)
+    description = (
+        f"fine-tuned on {data} ({len(classes)} classes) from {source}: best validation top-1 "
+        f"{100 * result.best_val_acc:.2f} % at epoch {result.best_epoch}"
+    )
+    export = save_finetuned(
+        model, out / EXPORT_FOLDER, classes=classes, data_config=data_config, description=description
+    )
+    stopped = len(result.history) < config.epochs
+    return FinetuneResult(model, result, source, classes, export, stopped)
+
+
+def _per_channel(values: Sequence[float], channels: int) -> tuple[float, ...]:
+    values = tuple(values)
+    return values if len(values) == channels else (sum(values) / len(values),) * channels
+
+
+def save_finetuned(
+    model: nn.Module,
+    folder: str | PathLike[str],
+    *,
+    classes: Sequence[str] | None = None,
+    data_config: dict[str, Any] | None = None,
+    description: str = "",
+) -> Path:
+    """Write ``model.safetensors`` and timm's ``config.json`` (see the module docstring) into ``folder``.
+
+    ``data_config`` (timm's keys: input_size, crop_pct, interpolation, mean, std) records the preprocessing
+    (default: the model's pretrained cfg, at the model's input channels); ``classes`` become ``label_names``. A
+    generic model's genotype goes into ``model_args``.
+    """
+    from timm.models._hub import save_config_for_hf  # timm's own config.json writer (used by push_to_hf_hub)
+
+    folder = Path(folder)
+    arch = model.pretrained_cfg["architecture"]
+    model_args = {"genotype": model.genotype.to_dict()} if arch in MODELS and MODELS[arch].generic else {}
+    cfg, c = model.pretrained_cfg, model.in_chans
+    pretrained_cfg = {
+        "input_size": (c, *cfg["input_size"][1:]),
+        "mean": _per_channel(cfg.get("mean", datasets.ZOO_MEAN), c),
+        "std": _per_channel(cfg.get("std", datasets.ZOO_STD), c),
+        **(data_config or {}),
+        **({"description": description} if description else {}),
+    }
+    model_config: dict[str, Any] = {"pretrained_cfg": pretrained_cfg}
+    if classes is not None:
+        if len(classes) != model.num_classes:
+            raise ValueError(f"{len(classes)} class names for a model with {model.num_classes} outputs")
+        model_config["label_names"] = list(classes)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_safetensors(state, folder / "model.safetensors", {"format": "pt", "architecture": arch})
+    tmp = folder / "config.json.partial"
+    save_config_for_hf(model, str(tmp), model_config=model_config, model_args=model_args)
+    tmp.replace(folder / "config.json")
+    return folder
+
+
+# --- validation ---------------------------------------------------------------------------------------------------
+def _class_map(model: nn.Module, root: Path, class_map: str | PathLike[str] | Sequence[str] | None) -> list[str]:
+    """Class names in the model's output order: the given map, the model's ``label_names``, ImageNet's synsets for
+    a 1000-class model on synset folders, or else the sorted folders when they are as many as the outputs."""
+    from torchvision.datasets.folder import find_classes
+
+    if not root.is_dir():
+        raise FileNotFoundError(f"no image folder at {root}: expected {root}/CLASS/IMAGE files")
+    folders = find_classes(str(root))[0]
+    if class_map is not None:
+        names = datasets.read_class_map(class_map) if isinstance(class_map, str | PathLike) else list(class_map)
+    elif model.pretrained_cfg.get("label_names"):
+        names = list(model.pretrained_cfg["label_names"])
+    elif model.num_classes == 1000 and set(folders) <= set(synsets := _imagenet_synsets()):
+        names = synsets
+    elif len(folders) == model.num_classes:
+        names = folders
+    else:
+        raise ValueError(
+            f"{root} has {len(folders)} class folders and the model {model.num_classes} outputs: say which output "
+            "each folder is with a class map (class_map=, --class-map FILE: one folder name per line, in output order)"
+        )
+    if len(names) != model.num_classes:
+        raise ValueError(f"the class map names {len(names)} classes and the model has {model.num_classes} outputs")
+    return names
+
+
+def _imagenet_synsets() -> list[str]:
+    from timm.data import ImageNetInfo
+
+    return list(ImageNetInfo().label_names())
+
+
+def validate(
+    model: nn.Module,
+    root: str | PathLike[str],
+    *,
+    class_map: str | PathLike[str] | Sequence[str] | None = None,
+    style: str = "tf",
+    img_size: int | None = None,
+    crop_pct: float | None = None,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Top-1 / top-5 accuracy (percent) and mean cross-entropy of ``model`` on the image folder ``root`` (an
+    ImageNet-val-style folder of synset folders, or any ``root/CLASS/IMAGE`` folder with a class map), with the
+    model's own evaluation preprocessing in the TF release's style (``"tf"``) or timm's (``"timm"``)."""
+    root = Path(root)
+    if model.in_chans != 3:
+        raise ValueError(f"image folders are RGB and the model takes {model.in_chans} channels")
+    names = _class_map(model, root, class_map)
+    transform = datasets.eval_transform(model, style, img_size, crop_pct)
+    ds = datasets.image_folder(root, transform, class_map=names)
+    t0 = time.perf_counter()
+    m = evaluate(model, ds, batch_size=batch_size, device=device, num_workers=num_workers, progress=progress)
+    seconds = time.perf_counter() - t0
+    size = img_size or int(model.pretrained_cfg["input_size"][-1])
+    pct, interpolation = datasets.eval_crop(model.pretrained_cfg, style, crop_pct)
+    return dict(
+        data=str(root), images=m["n"], classes=len(set(ds.targets)), top1=100 * m["acc1"], top5=100 * m["acc5"],
+        loss=m["loss"], style=style, input_size=size, crop_pct=pct, interpolation=interpolation,
+        seconds=round(seconds, 2), images_per_s=round(m["n"] / seconds, 1),
+    )  # fmt: skip

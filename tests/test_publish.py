@@ -7,6 +7,8 @@
 * A searched cell trained by ``nasnet-zoo train cifar10`` (one epoch on a tiny fake CIFAR-10) is published from
   its run folder (``best.safetensors`` + ``metrics.jsonl``), loaded back the same way, and republished from the
   folder (``local-dir:``), the path a fine-tuning export takes.
+* A fine-tuning export (``nasnet-zoo finetune``'s ``OUT/model``: model.safetensors + timm config.json) publishes
+  as it is, label names and all, and round-trips the same way.
 * The push runs huggingface_hub's real client against a 127.0.0.1 stand-in for the Hub API that records every
   call: repo creation, the branch, the files and the revision of the commit.
 """
@@ -33,11 +35,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 import nasnet_zoo
-from nasnet_zoo import Genotype, zoo
+from nasnet_zoo import Genotype, cards, zoo
 from nasnet_zoo.cli import main
 from nasnet_zoo.weights import save_safetensors
 from nasnet_zoo.weights.hub import keras_cache_file
-from tests.helpers import fake_cifar_release, randomize_bn
+from tests.helpers import fake_cifar_release, randomize_bn, write_image_folder
 from tests.weights_testing import write_hub_cache
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,6 +112,13 @@ def test_released_tag_round_trips_through_timms_hf_hub_loader(mobile_cache, offl
     with torch.no_grad():
         assert torch.equal(loaded(x), source(x))
 
+    # Republishing the folder (e.g. after downloading it) gives the same folder: card, source and hash included.
+    assert main(["publish", f"local-dir:{out}", "--out", str(tmp_path / "again")]) == 0
+    for name in ("README.md", "genotype.json"):
+        assert (tmp_path / "again" / name).read_text() == (out / name).read_text()
+    assert metadata(tmp_path / "again" / "model.safetensors") == meta
+    assert_same_tensors(load_file(tmp_path / "again" / "model.safetensors"), source.state_dict())
+
 
 # --- your own weights: a searched cell trained by `nasnet-zoo train` ------------------------------------------------
 @pytest.fixture(scope="module")
@@ -177,6 +186,38 @@ def test_searched_cell_round_trips_and_republishes_from_its_folder(searched, off
     assert json.loads((again / "config.json").read_text())["model_args"] == config["model_args"]
     assert metadata(again / "model.safetensors")["val_acc"] == meta["val_acc"]
     assert ModelCard((again / "README.md").read_text()).data.eval_results[0].metric_value == result.metric_value
+
+
+# --- a fine-tuning export: `nasnet-zoo finetune` writes the folder, `publish local-dir:` takes it as it is ----------
+def test_finetune_export_publishes_and_round_trips(offline, tmp_path, capsys):
+    write_image_folder(tmp_path / "pets", ("cat", "dog", "fox"), per_class=4)
+    tiny = ["--num-cells", "3", "--filters", "8", "--img-size", "16", "--epochs", "1", "--workers", "0"]
+    assert main(["finetune", "nasnet_cifar", str(tmp_path / "pets"), *tiny, "--out", str(tmp_path / "run")]) == 0
+    export = tmp_path / "run" / "model"
+    out = tmp_path / "hub-folder"
+    argv = ["publish", f"local-dir:{export}", "--base-model", "nasnet_a_cifar", "--dataset", "my-pets"]
+    assert main([*argv, "--repo-id", "org/pets", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert_same_tensors(load_file(out / "model.safetensors"), load_file(export / "model.safetensors"))
+    config, exported = (json.loads((d / "config.json").read_text()) for d in (out, export))
+    assert config["label_names"] == exported["label_names"] == ["cat", "dog", "fox"]
+    assert config["model_args"]["genotype"] == exported["model_args"]["genotype"]
+    assert config["pretrained_cfg"]["input_size"] == exported["pretrained_cfg"]["input_size"] == [3, 16, 16]
+    meta = metadata(out / "model.safetensors")
+    assert meta["source_hash"] == "sha256:" + hashlib.sha256((export / "model.safetensors").read_bytes()).hexdigest()
+    card = ModelCard((out / "README.md").read_text())
+    assert card.data.base_model == f"{cards.HUB_ORG}/nasnet_a_cifar" and card.data.datasets == ["my-pets"]
+    assert "fine-tuned from `nasnet_a_cifar`: 3 classes of `my-pets`" in card.text
+
+    hub = tmp_path / "hub"
+    into_hub_cache(out, hub, "org/pets", seed=2)
+    loaded = timm.create_model("hf-hub:org/pets", pretrained=True, cache_dir=hub).eval()
+    source = nasnet_zoo.create_model(f"local-dir:{export}", pretrained=True).eval()
+    assert_same_tensors(loaded.state_dict(), source.state_dict())
+    assert loaded.pretrained_cfg["label_names"] == ["cat", "dog", "fox"]
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), source(x))
 
 
 # --- the push ------------------------------------------------------------------------------------------------------

@@ -134,6 +134,54 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from .publish import publish
+    from .weights import WeightsError
+    from .weights.export import push_hub_folder
+
+    if (args.push or args.revision or args.private) and not (args.push and args.repo_id):
+        print("error: --push needs --repo-id ORG/NAME; --revision and --private go with --push", file=sys.stderr)
+        return 2
+    try:
+        files = publish(
+            args.model, args.out, weights=args.weights, genotype=args.genotype, num_cells=args.num_cells,
+            filters=args.filters, img_size=args.img_size, num_classes=args.num_classes, dataset=args.dataset,
+            base_model=args.base_model, repo_id=args.repo_id, cache_dir=args.cache_dir,
+        )  # fmt: skip
+        for path in files:
+            print(f"wrote {path}")
+        if args.push:
+            commit = push_hub_folder(args.out, args.repo_id, revision=args.revision, private=args.private)
+            print(f"pushed to {args.repo_id} in commit {commit.oid}: {commit.commit_url}")
+            print(f'pin it in the zoo table: Weights("zoo", hf_hub_id="{args.repo_id}@{commit.oid}", ...)')
+    except (WeightsError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_cards(args: argparse.Namespace) -> int:
+    from .cards import source_root, stale_files, write_all
+
+    try:
+        root = args.root or source_root()
+        if args.check:
+            stale = stale_files(root)
+            for path in stale:
+                print(f"stale: {path}")
+            if stale:
+                print("run `nasnet-zoo cards` (or `make cards` to re-measure too)", file=sys.stderr)
+            return 1 if stale else 0
+        changed = write_all(root)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for path in changed:
+        print(f"wrote {path}" if path.is_file() else f"removed {path}")
+    print(f"{len(changed)} file(s) changed" if changed else "model cards and README tables are up to date")
+    return 0
+
+
 def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """`create_model` arguments from the shared model options (those given)."""
     given = dict(genotype=args.genotype, num_cells=args.num_cells, filters=args.filters, in_chans=args.in_chans)
@@ -314,6 +362,29 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--download", action="store_true", help="cifar10: download the dataset if absent (online)")
     sp.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
     sp.add_argument("--workers", type=int, default=4, help="data loading processes (default 4)")
+    sp = add("publish", cmd_publish, "a Hub-ready folder (weights, timm config, model card), optionally pushed")
+    sp.add_argument(
+        "model",
+        help="a released tag (nasnet_a_mobile.tf_in1k; no tag: the default), a zoo model with --weights, "
+        "or local-dir:DIR (a folder with model.safetensors + timm config.json, e.g. a fine-tuning export)",
+    )
+    sp.add_argument("--out", required=True, type=Path, help="the folder to write (new, or an earlier publish's)")
+    sp.add_argument("--weights", type=Path, help="your own weights in the zoo's layout, e.g. runs/x/best.safetensors")
+    sp.add_argument("--genotype", help="with --weights: the searched cell (JSON) of nasnet_cifar / nasnet_imagenet")
+    sp.add_argument("--num-cells", type=int, help="with --weights: the normal cells it was trained with")
+    sp.add_argument("--filters", type=int, help="with --weights: the filter count it was trained with")
+    sp.add_argument("--img-size", type=int, help="with --weights: its input size (default: the model's)")
+    sp.add_argument("--num-classes", type=int, help="with --weights: default, the file's classifier rows")
+    sp.add_argument("--dataset", help="with --weights: Hub id of its training data (default: the model's)")
+    sp.add_argument("--base-model", help="with --weights: what it was fine-tuned from, e.g. nasnet_a_mobile.tf_in1k")
+    sp.add_argument("--repo-id", help="ORG/NAME on the Hub: named in the card; where --push goes")
+    sp.add_argument("--push", action="store_true", help="create the repo and upload the folder (huggingface_hub)")
+    sp.add_argument("--revision", help="with --push: the branch to commit to (created if new; default main)")
+    sp.add_argument("--private", action="store_true", help="with --push: create the repo private")
+    sp.add_argument("--cache-dir", **cache)
+    sp = add("cards", cmd_cards, "regenerate model_cards/ and README.md's tables from the zoo table and measurements")
+    sp.add_argument("--check", action="store_true", help="only report stale files (exit 1 if any)")
+    sp.add_argument("--root", type=Path, help="the source checkout (default: the one this package runs from)")
 
     def model_options(sp: argparse.ArgumentParser) -> None:
         g = sp.add_argument_group("model", "weights and architecture (MODEL may also be a finetune export folder)")

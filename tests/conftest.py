@@ -11,3 +11,13 @@ torch.set_num_threads(2)
 @pytest.fixture
 def rng() -> torch.Generator:
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def measurements():
+    """Numbers that model cards state: checked against nasnet_zoo/measurements.json (see tests/measurements.py)."""
+    from tests.measurements import Measurements
+
+    m = Measurements()
+    yield m
+    m.save()

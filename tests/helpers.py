@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -44,6 +46,17 @@ def write_fake_cifar(root: Path, per_batch: int = 4, seed: int = 0) -> tuple[np.
     meta = {"label_names": [f"class{i}" for i in range(10)], "num_cases_per_batch": per_batch}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return np.concatenate(train_x).reshape(-1, 3, 32, 32), np.array(train_y)
+
+
+def fake_cifar_release(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny CIFAR-10 whose md5s the reader is told, so the recipe's md5 check runs against it."""
+    from torchvision.datasets import CIFAR10
+
+    write_fake_cifar(root, per_batch=4)
+    md5 = lambda name: hashlib.md5((root / CIFAR10.base_folder / name).read_bytes()).hexdigest()  # noqa: E731
+    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5(f"data_batch_{i}")] for i in range(1, 6)])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5("test_batch")]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5("batches.meta")})
 
 
 def write_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog", "fox"), per_class: int = 2) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from nasnet_zoo.train import (
 )
 from nasnet_zoo.weights import read_state_dict
 from nasnet_zoo.zoo import MODELS, create_model
-from tests.helpers import write_fake_cifar, write_image_folder
+from tests.helpers import fake_cifar_release, write_image_folder
 
 TIME_KEYS = {"seconds", "images_per_s"}
 
@@ -95,22 +94,11 @@ def test_recipes_hold_the_papers_values() -> None:
         assert dataclasses.replace(one, lr=c.lr, batch_size=c.batch_size, ema_decay=c.ema_decay) == c
 
 
-def _fake_cifar_release(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A tiny CIFAR-10 whose md5s the reader is told, so the recipe's md5 check runs against it."""
-    from torchvision.datasets import CIFAR10
-
-    write_fake_cifar(root, per_batch=4)
-    md5 = lambda name: hashlib.md5((root / CIFAR10.base_folder / name).read_bytes()).hexdigest()  # noqa: E731
-    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5(f"data_batch_{i}")] for i in range(1, 6)])
-    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5("test_batch")]])
-    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5("batches.meta")})
-
-
 @pytest.mark.parametrize("name", list(RECIPES))
 def test_each_recipe_runs_a_few_steps(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data_dir = tmp_path / "data"
     if name == "cifar10":
-        _fake_cifar_release(data_dir, monkeypatch)  # 20 train, 4 test images
+        fake_cifar_release(data_dir, monkeypatch)  # 20 train, 4 test images
         model, kwargs, batch, n_train = "nasnet_cifar", {}, 8, 20
     else:
         write_image_folder(data_dir / "train", ("a", "b"), per_class=4)
@@ -130,7 +118,7 @@ def test_each_recipe_runs_a_few_steps(name: str, tmp_path: Path, monkeypatch: py
 
 
 def test_cli_train(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    _fake_cifar_release(tmp_path / "data", monkeypatch)
+    fake_cifar_release(tmp_path / "data", monkeypatch)
     args = ["train", "cifar10", "--data-dir", str(tmp_path / "data"), "--model", "nasnet_cifar", "--num-cells", "3"]
     args += ["--filters", "8", "--epochs", "1", "--batch-size", "10", "--out", str(tmp_path / "run"), "--workers", "0"]
     assert main(args) == 0

@@ -18,7 +18,6 @@ import hashlib
 import http.server
 import json
 import logging
-import os
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,7 +38,7 @@ from nasnet_zoo.cli import main
 from nasnet_zoo.weights import WeightsError, cached_file, describe_weights
 from nasnet_zoo.weights import convert_keras as convert_keras_module
 from nasnet_zoo.weights.convert_timm import rename_timm
-from tests.weights_testing import write_keras_h5
+from tests.weights_testing import write_hub_cache, write_keras_h5
 
 LARGE_REPO, LARGE_REV = zoo.LARGE_TF.hf_hub_id.split("@")
 
@@ -68,25 +67,6 @@ def _equal_state(model: torch.nn.Module, expected: dict[str, torch.Tensor], skip
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-
-
-def write_hub_cache(cache: Path, repo_id: str, revision: str, files: dict[str, Path]) -> Path:
-    """Lay files out as huggingface_hub's cache does; returns the snapshot folder."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(revision)  # no trailing newline: huggingface_hub reads it verbatim
-    snapshot = repo / "snapshots" / revision
-    snapshot.mkdir(parents=True, exist_ok=True)
-    (repo / "blobs").mkdir(exist_ok=True)
-    for name, src in files.items():
-        h = hashlib.sha256()
-        with open(src, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 24), b""):
-                h.update(chunk)
-        blob = repo / "blobs" / h.hexdigest()
-        os.replace(src, blob)
-        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
-    return snapshot
 
 
 # --- the Hub path: nasnet_a_large.tf_in1k ----------------------------------------------------------------------

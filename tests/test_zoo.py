@@ -23,9 +23,11 @@ PAPER_ROWS = [name for name, m in MODELS.items() if m.paper is not None]
 
 
 @pytest.mark.parametrize("name", PAPER_ROWS)
-def test_paper_params_and_mult_adds(name):
+def test_paper_params_and_mult_adds(name, measurements):
     m = MODELS[name]
     r = measure(name)
+    sizes = {k: r[k] for k in ("input_size", "params", "params_with_bn_stats", "mult_adds")}
+    measurements.size(name, **sizes)  # what the model cards state
     params_m, mult_adds_m = r["params_with_bn_stats"] / 1e6, r["mult_adds"] / 1e6
     print(f"{name} ({m.paper.row}): params {params_m:.2f}M vs paper {m.paper.params_m}M", end="")
     assert params_m == pytest.approx(m.paper.params_m, rel=0.03)

@@ -1,4 +1,5 @@
-"""Helpers for the weights tests: Keras-layout ``.h5`` files written from a zoo model's own tensors.
+"""Helpers for the weights tests: Keras-layout ``.h5`` files written from a zoo model's own tensors, and a local
+Hub cache laid out as huggingface_hub writes it.
 
 The layout is the released files' (Keras 2 ``save_weights``: ``layer_names`` on the root, ``weight_names`` per
 layer, datasets named ``layer/weight:0``, channels-last kernels). Which Keras name each tensor gets comes from
@@ -8,6 +9,8 @@ the converter (`keras_names`); that those names are Keras's own is shown against
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -46,3 +49,22 @@ def write_keras_h5(path: Path, model: torch.nn.Module, extra: dict[tuple[str, st
             for w, array in weights:
                 g.create_dataset(f"{layer}/{w}:0", data=array)
     return path
+
+
+def write_hub_cache(cache: Path, repo_id: str, revision: str, files: dict[str, Path]) -> Path:
+    """Lay files out as huggingface_hub's cache does; returns the snapshot folder."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)  # no trailing newline: huggingface_hub reads it verbatim
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (repo / "blobs").mkdir(exist_ok=True)
+    for name, src in files.items():
+        h = hashlib.sha256()
+        with open(src, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):
+                h.update(chunk)
+        blob = repo / "blobs" / h.hexdigest()
+        os.replace(src, blob)
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
+    return snapshot

@@ -130,20 +130,23 @@ def converted(keras_ref: Path, name: str, model_name: str) -> nn.Module:
 
 
 @pytest.mark.parametrize(("name", "model_name", "size"), CASES)
-def test_converted_model_matches_keras(keras_ref, name, model_name, size):
+def test_converted_model_matches_keras(keras_ref, name, model_name, size, measurements):
     ref = np.load(keras_ref / f"{name}.npz")
     assert ref["x"].shape == (2, size, size, 3)
     x = torch.from_numpy(ref["x"]).permute(0, 3, 1, 2)
     model = converted(keras_ref, name, model_name)
     with torch.no_grad():
-        exact = model(x).numpy()
+        exact_features = model.forward_features(x)
+        exact = model.forward_head(exact_features).numpy()
+        exact_features = exact_features.permute(0, 2, 3, 1).numpy()
         assert use_keras_pools(model) == 12  # 3 stride-2 pools in each of the 4 reduction cells
-        logits = model(x).numpy()
-        features = model.forward_features(x).permute(0, 2, 3, 1).numpy()
-    scale = np.abs(ref["logits"]).max()
+        features = model.forward_features(x)
+        logits = model.forward_head(features).numpy()
+        features = features.permute(0, 2, 3, 1).numpy()
+    scale, feature_scale = np.abs(ref["logits"]).max(), np.abs(ref["features"]).max()
     keras_gap = np.abs(logits - ref["logits"]).max()
     exact_gap = np.abs(exact - ref["logits"]).max()
-    feature_gap = np.abs(features - ref["features"]).max() / np.abs(ref["features"]).max()
+    feature_gap = np.abs(features - ref["features"]).max() / feature_scale
     print(
         f"\n{model_name} at {size}: logits up to {scale:.1f}; with Keras's pools max |diff| {keras_gap:.2e} "
         f"(features {feature_gap:.1e} relative); the exact model differs from Keras by {exact_gap:.3f}"
@@ -153,6 +156,17 @@ def test_converted_model_matches_keras(keras_ref, name, model_name, size):
     assert feature_gap <= 1e-5
     # The exact model differs from Keras, and only through those pools.
     assert exact_gap > 1000 * keras_gap
+    keras = f"Keras Applications `NASNet{name.capitalize()}` (JAX backend)"
+    measurements.peer(
+        model_name, f"{keras}, its pools swapped into ours", size,
+        logits=(keras_gap, scale), features=(feature_gap * feature_scale, feature_scale),
+        agrees=True, note="ours with Keras's 12 stride-2 reduction-cell pools, which pad with zeros",
+    )  # fmt: skip
+    measurements.peer(
+        model_name, f"{keras} as released", size,
+        logits=(exact_gap, scale), features=(np.abs(exact_features - ref["features"]).max(), feature_scale),
+        agrees=False, note="Keras zero-pads those 12 pools (zeros in the max and in the average's divisor)",
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(("name", "model_name", "size"), CASES)

@@ -59,7 +59,7 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     "peer_cls, model_name, size",
     [("nasnet_mobile.NASNetAMobile", "nasnet_a_mobile", 224), ("nasnet.NASNetALarge", "nasnet_a_large", 331)],
 )
-def test_cadene_ports(peer_cls, model_name, size, tmp_path):
+def test_cadene_ports(peer_cls, model_name, size, tmp_path, measurements):
     torch.manual_seed(0)
     module, cls = peer_cls.split(".")
     peer_cls = getattr(getattr(pretrainedmodels.models, module), cls)
@@ -75,25 +75,45 @@ def test_cadene_ports(peer_cls, model_name, size, tmp_path):
     assert peer_logits.abs().max() > 1.0
     assert max_diff(peer_logits, our_logits) <= 1e-4
     assert max_diff(peer_feats, our_feats) <= 1e-4
+    measurements.peer(
+        model_name, f"Cadene `{cls}` (pretrainedmodels 0.7.4)", size,
+        logits=(max_diff(peer_logits, our_logits), peer_logits.abs().max()),
+        features=(max_diff(peer_feats, our_feats), peer_feats.abs().max()),
+        agrees=True, note="TF-exact at its native size (pad-and-crop); its weights through `nasnet-zoo convert timm`",
+    )  # fmt: skip
 
 
-def test_timm_nasnetalarge_patched_is_exact_at_every_size_and_unpatched_is_not(tmp_path):
+def test_timm_nasnetalarge_patched_is_exact_at_every_size_and_unpatched_is_not(tmp_path, measurements):
     torch.manual_seed(0)
     peer = peer_with_random_weights(timm.create_model("nasnetalarge"))
     ours = convert_through_cli(peer, "nasnet_a_large", tmp_path)
     assert type(ours) is nasnet_zoo.NASNet
     x = torch.randn(1, 3, 331, 331)
     with torch.no_grad():
-        unpatched = max_diff(peer.forward_features(x), ours.forward_features(x))
+        peer_feats, our_feats = peer.forward_features(x), ours.forward_features(x)
+        peer_logits, our_logits = peer.forward_head(peer_feats), ours.forward_head(our_feats)
+    unpatched = max_diff(peer_feats, our_feats)
     print(f"timm nasnetalarge as released vs ours at 331: features differ by {unpatched:.2e} (its known deviation)")
     assert unpatched > 1e-3
+    measurements.peer(
+        "nasnet_a_large", "timm `nasnetalarge` as released", 331,
+        logits=(max_diff(peer_logits, our_logits), peer_logits.abs().max()),
+        features=(unpatched, peer_feats.abs().max()),
+        agrees=False, note="its 4 stride-2 average pools count the zero padding, TF's do not",
+    )  # fmt: skip
 
     for name in ("cell_stem_0", "cell_stem_1", "reduction_cell_0", "reduction_cell_1"):
         getattr(peer, name).comb_iter_2_left = TFAvgPool3x3Stride2()
     for size in (331, 299, 256, 225):
         x = torch.randn(1, 3, size, size)
         with torch.no_grad():
-            feats = max_diff(peer.forward_features(x), ours.forward_features(x))
-            logits = max_diff(peer(x), ours(x))
+            peer_feats, our_feats = peer.forward_features(x), ours.forward_features(x)
+            peer_logits, our_logits = peer.forward_head(peer_feats), ours.forward_head(our_feats)
+        feats, logits = max_diff(peer_feats, our_feats), max_diff(peer_logits, our_logits)
         print(f"timm nasnetalarge (pad-excluding pools) vs ours at {size}: features {feats:.2e}, logits {logits:.2e}")
         assert feats <= 1e-4 and logits <= 1e-4
+        measurements.peer(
+            "nasnet_a_large", "timm `nasnetalarge`, pad-excluding pools", size,
+            logits=(logits, peer_logits.abs().max()), features=(feats, peer_feats.abs().max()),
+            agrees=True, note="its 4 stride-2 average pools swapped for ones that divide by real pixels, as TF does",
+        )  # fmt: skip

@@ -23,9 +23,10 @@ a new head for the data's classes; the backbone (every parameter that the model'
 a layer group: stem and cells) is optionally frozen (no gradients, BatchNorm statistics fixed) or trained at
 ``backbone_lr_scale`` x the learning rate. `train.fit` trains and keeps the weights of the best validation
 epoch (``best.safetensors``); ``patience`` stops a run that has not improved for that many epochs. The best
-model is exported to ``out_dir/model/``: ``model.safetensors`` and timm's ``config.json`` (architecture,
-num_classes, num_features, label_names, model_args with the genotype of a generic model, pretrained_cfg with the
-preprocessing), which loads back with any of::
+model is exported to ``out_dir/model/`` as the zoo's Hub folder (`weights.export.save_hub_folder`):
+``model.safetensors``, timm's ``config.json`` (architecture, num_classes, num_features, label_names, model_args
+with the genotype of a generic model, pretrained_cfg with the preprocessing) and ``genotype.json``, which loads
+back with any of::
 
     nasnet_zoo.create_model("local-dir:runs/ft/model", pretrained=True)
     load_model("runs/ft/model")
@@ -56,8 +57,9 @@ from torch.utils.data import Dataset, Subset
 
 from . import data as datasets
 from .train import FitResult, TrainConfig, evaluate, fit
-from .weights import WeightsError, read_state_dict, save_safetensors
+from .weights import WeightsError, read_state_dict
 from .weights.common import WeightsUnavailableError
+from .weights.export import save_hub_folder
 from .zoo import MODELS, create_model
 
 _logger = logging.getLogger(__name__)
@@ -406,17 +408,12 @@ def save_finetuned(
     data_config: dict[str, Any] | None = None,
     description: str = "",
 ) -> Path:
-    """Write ``model.safetensors`` and timm's ``config.json`` (see the module docstring) into ``folder``.
+    """Write the zoo's Hub folder (`weights.export.save_hub_folder`: ``model.safetensors``, timm's
+    ``config.json``, ``genotype.json``) into ``folder``, so ``publish`` and ``create_model`` read it as it is.
 
     ``data_config`` (timm's keys: input_size, crop_pct, interpolation, mean, std) records the preprocessing
-    (default: the model's pretrained cfg, at the model's input channels); ``classes`` become ``label_names``. A
-    generic model's genotype goes into ``model_args``.
+    (default: the model's pretrained cfg, at the model's input channels); ``classes`` become ``label_names``.
     """
-    from timm.models._hub import save_config_for_hf  # timm's own config.json writer (used by push_to_hf_hub)
-
-    folder = Path(folder)
-    arch = model.pretrained_cfg["architecture"]
-    model_args = {"genotype": model.genotype.to_dict()} if arch in MODELS and MODELS[arch].generic else {}
     cfg, c = model.pretrained_cfg, model.in_chans
     pretrained_cfg = {
         "input_size": (c, *cfg["input_size"][1:]),
@@ -425,17 +422,10 @@ def save_finetuned(
         **(data_config or {}),
         **({"description": description} if description else {}),
     }
-    model_config: dict[str, Any] = {"pretrained_cfg": pretrained_cfg}
-    if classes is not None:
-        if len(classes) != model.num_classes:
-            raise ValueError(f"{len(classes)} class names for a model with {model.num_classes} outputs")
-        model_config["label_names"] = list(classes)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_safetensors(state, folder / "model.safetensors", {"format": "pt", "architecture": arch})
-    tmp = folder / "config.json.partial"
-    save_config_for_hf(model, str(tmp), model_config=model_config, model_args=model_args)
-    tmp.replace(folder / "config.json")
-    return folder
+    metadata = {"architecture": cfg["architecture"], "source": description or "nasnet-zoo finetune"}
+    labels = list(classes) if classes is not None else None
+    save_hub_folder(model, folder, metadata, pretrained_cfg=pretrained_cfg, label_names=labels)
+    return Path(folder)
 
 
 # --- validation ---------------------------------------------------------------------------------------------------

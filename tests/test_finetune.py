@@ -78,7 +78,8 @@ def test_finetune_digits_from_random_init_learns(tuned) -> None:
 def test_export_folder_is_timm_config_and_loads_back_identically(tuned) -> None:
     result, out = tuned
     folder = result.export_dir
-    assert folder == out / "model" and sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert folder == out / "model"
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "genotype.json", "model.safetensors"]
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["architecture"] == "nasnet_cifar" and cfg["num_classes"] == 10 and cfg["num_features"] == 192
     assert cfg["label_names"] == [str(i) for i in range(10)]

@@ -2,8 +2,8 @@
 loads after ``import nasnet_zoo`` (the loader in `hub` reads it; `zoo.Weights` calls the format ``"zoo"``).
 
 * ``model.safetensors``: the model's tensors in the zoo's layout, without the aux head (no released file has one
-  and the loader expects none), with string metadata: ``architecture``, ``source`` and ``source_hash``
-  (``"md5:…"``, ``"sha256:…"`` or ``"git:<commit>"``) and whatever else the caller records;
+  and the loader expects none), with string metadata: ``architecture``, ``source``, for published weights
+  ``source_hash`` (``"md5:…"``, ``"sha256:…"`` or ``"git:<commit>"``), and whatever else the caller records;
 * ``config.json``: timm's format, written by timm's own `save_for_hf`: ``architecture``, ``num_classes``,
   ``num_features``, ``model_args`` (what the builder needs beyond the name: a searched ``genotype``,
   ``num_cells``, ``filters``, ...) and ``pretrained_cfg`` (preprocessing);
@@ -30,11 +30,12 @@ from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 from timm.models import save_for_hf
 
 from ..network import NASNet
+from ..zoo import MODELS
 from .common import WeightsError, save_safetensors
 from .hub import HUB_FILENAME
 
 HUB_FILES = (HUB_FILENAME, "config.json", "genotype.json", "README.md")
-REQUIRED_METADATA = ("architecture", "source", "source_hash")
+REQUIRED_METADATA = ("architecture", "source")
 
 
 def save_hub_folder(
@@ -43,11 +44,13 @@ def save_hub_folder(
     metadata: dict[str, str],
     card: str | None = None,
     pretrained_cfg: dict[str, Any] | None = None,
+    label_names: list[str] | None = None,
 ) -> list[Path]:
     """Write ``model`` as a Hub folder (see the module docstring); return the files written.
 
-    ``metadata`` must name ``architecture``, ``source`` and ``source_hash``. ``pretrained_cfg`` entries override
-    the model's own in ``config.json`` (e.g. ``description``). ``out`` may exist if it holds nothing but a
+    ``metadata`` must name ``architecture`` and ``source``. ``pretrained_cfg`` entries override the model's own
+    in ``config.json`` (e.g. ``description``, preprocessing); ``label_names`` (default: the model's own, e.g. a
+    fine-tuning export's) name the outputs. ``out`` may exist if it holds nothing but a
     previous publish's files, which are replaced; nothing is written when any step fails.
     """
     out = Path(out)
@@ -65,9 +68,14 @@ def save_hub_folder(
     with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as tmp:
         staging = Path(tmp)
         config: dict[str, Any] = {"pretrained_cfg": pretrained_cfg or {}}
-        if model.pretrained_cfg.get("label_names"):  # e.g. a fine-tuning export's class names: keep them on top
-            config["label_names"] = model.pretrained_cfg["label_names"]
-        save_for_hf(model, staging, model_config=config, safe_serialization=True)
+        names = label_names if label_names is not None else model.pretrained_cfg.get("label_names")
+        if names:
+            if len(names) != model.num_classes:
+                raise ValueError(f"{len(names)} label names for a model with {model.num_classes} outputs")
+            config["label_names"] = list(names)
+        # the genotype as JSON, however the model was given it (a Genotype, a path, a dict)
+        model_args = {"genotype": model.genotype.to_dict()} if MODELS[metadata["architecture"]].generic else {}
+        save_for_hf(model, staging, model_config=config, model_args=model_args, safe_serialization=True)
         tensors = {k: v for k, v in model.state_dict().items() if not k.startswith("aux_head.")}
         save_safetensors(tensors, staging / HUB_FILENAME, metadata={"format": "pt", **metadata})
         model.genotype.save(staging / "genotype.json")

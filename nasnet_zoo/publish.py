@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from os import PathLike
 from pathlib import Path
@@ -31,6 +30,7 @@ from .complexity import count_mult_adds, count_params
 from .genotype import Genotype
 from .network import NASNet
 from .weights import WeightsError, check_state_dict, read_state_dict
+from .weights.common import file_digest
 from .weights.export import save_hub_folder
 from .weights.hub import HUB_FILENAME
 from .zoo import MODELS, Weights, create_model, list_models
@@ -136,7 +136,7 @@ def _from_file(
     epoch = int(meta["epoch"]) if meta.get("epoch", "").isdigit() else None
     size = architecture["img_size"] or row.input_size
     facts = _trained_facts(
-        net, name, size, repo_id, file=path.name, sha256=_sha256(path), epoch=epoch,
+        net, name, size, repo_id, file=path.name, sha256=file_digest(path), epoch=epoch,
         val_acc=_val_acc(path.parent, epoch),
         dataset=dataset or meta.get("dataset") or row.dataset, base_model=base_model or meta.get("base_model"),
     )  # fmt: skip
@@ -159,7 +159,7 @@ def _from_folder(
     epoch = int(meta["epoch"]) if meta.get("epoch", "").isdigit() else None
     val_acc = float(meta["val_acc"]) if meta.get("val_acc") else _val_acc(folder, epoch)
     facts = _trained_facts(
-        net, name, net.pretrained_cfg["input_size"][-1], repo_id, file=path.name, sha256=_sha256(path), epoch=epoch,
+        net, name, net.pretrained_cfg["input_size"][-1], repo_id, file=path.name, sha256=file_digest(path), epoch=epoch,
         val_acc=val_acc,
         dataset=dataset or meta.get("dataset") or MODELS[name].dataset, base_model=base_model or meta.get("base_model"),
     )  # fmt: skip
@@ -212,14 +212,6 @@ def _file_metadata(path: Path) -> dict[str, str]:
         return {}
     with safe_open(str(path), "pt") as f:
         return dict(f.metadata() or {})
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _val_acc(folder: Path, epoch: int | None) -> float | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.helpers import num_threads
+
 torch.set_num_threads(2)
 
 
@@ -21,3 +23,10 @@ def measurements():
     m = Measurements()
     yield m
     m.save()
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train fastest on one thread (and far faster than on two when the cores are shared)."""
+    with num_threads(1):
+        yield

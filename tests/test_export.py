@@ -19,25 +19,21 @@ from nasnet_zoo.export import ExportCheckError, export_model
 from nasnet_zoo.finetune import save_finetuned
 from nasnet_zoo.train import TrainConfig, fit
 from nasnet_zoo.zoo import create_model
+from tests.helpers import num_threads
 
 onnxruntime = pytest.importorskip("onnxruntime")  # the export extra; CI installs it
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def trained() -> nn.Module:
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     model = create_model("nasnet_cifar", num_cells=3, filters=8, in_chans=1, num_classes=10, img_size=8)
     (x, y), _ = (t.tensors for t in digits())
-    fit(model, TensorDataset(x[:512], y[:512]), config=TrainConfig(epochs=1, lr=0.05), device="cpu")
+    with num_threads(1):
+        fit(model, TensorDataset(x[:512], y[:512]), config=TrainConfig(epochs=1, lr=0.05), device="cpu")
     return model.eval()
 
 

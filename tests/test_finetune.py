@@ -32,27 +32,21 @@ from nasnet_zoo.finetune import (
 )
 from nasnet_zoo.weights import WeightsError
 from nasnet_zoo.weights.common import WeightsUnavailableError
-from tests.helpers import write_image_folder
+from tests.helpers import num_threads, write_image_folder
 
 TINY = dict(num_cells=3, filters=8, in_chans=1, img_size=8)  # 72k parameters on the 8x8 digits
 TINY_ARGS = ["--num-cells", "3", "--filters", "8", "--in-chans", "1", "--img-size", "8", "--workers", "0"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread, and far faster than on two when the cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
     """Fine-tuning from random initialisation (the generic nasnet_cifar has no released weights) on the digits."""
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("ft")
-    result = finetune("nasnet_cifar", "digits", out, config=dataclasses.replace(FINETUNE_CONFIG, epochs=3), **TINY)
+    with num_threads(1):
+        result = finetune("nasnet_cifar", "digits", out, config=dataclasses.replace(FINETUNE_CONFIG, epochs=3), **TINY)
     return result, out
 
 

@@ -35,13 +35,7 @@ from tests.helpers import fake_cifar_release, write_image_folder
 TIME_KEYS = {"seconds", "images_per_s"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread, and far faster than on two when the cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_nasnet(seed: int = 0, **kwargs) -> nn.Module:

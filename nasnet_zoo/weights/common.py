@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from os import PathLike
 from pathlib import Path
@@ -89,3 +90,12 @@ def save_safetensors(
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def file_digest(path: str | PathLike[str], algorithm: str = "sha256") -> str:
+    """The hex digest of a file, read in 1 MiB chunks (md5 for Keras's published hashes, sha256 otherwise)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -26,7 +26,6 @@ Every failure raises `WeightsError` naming the model, the tag, the file and what
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import tempfile
 from collections.abc import Callable
@@ -46,7 +45,7 @@ from timm.models import PretrainedCfg, resolve_pretrained_cfg
 from .. import zoo
 from ..network import NASNet
 from ..zoo import MODELS, Weights
-from .common import WeightsError, WeightsUnavailableError, check_state_dict
+from .common import WeightsError, WeightsUnavailableError, check_state_dict, file_digest
 from .convert_timm import rename_timm
 
 _logger = logging.getLogger(__name__)
@@ -125,14 +124,6 @@ def fetch_hub(what: str, hf_hub_id: str, filename: str, cache_dir: str | PathLik
     return path
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch_keras(name: str, tag: str, weights: Weights, cache_dir: str | PathLike[str] | None = None) -> Path:
     """The cached safetensors conversion of a Keras tag, downloading, checking and converting it the first time."""
     from .convert_keras import convert_keras_file
@@ -161,7 +152,7 @@ def fetch_keras(name: str, tag: str, weights: Weights, cache_dir: str | PathLike
         except OSError as e:  # urllib's URLError and HTTPError are OSErrors; only an HTTP status means the file
             error = WeightsError if isinstance(e, HTTPError) else WeightsUnavailableError  # is wrong, not absent
             raise error(f"{what}: downloading {weights.url} failed ({e}); try again, or {by_hand}") from e
-        md5 = _md5(h5)
+        md5 = file_digest(h5, "md5")
         if md5 != weights.md5:
             raise WeightsError(
                 f"{what}: {weights.url} arrived with md5 {md5}, not the {weights.md5} Keras publishes: the download "

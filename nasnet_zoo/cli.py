@@ -74,6 +74,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "run.py").is_file():
+        print("error: benchmarks/ is part of the source checkout; clone the repository to run it", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(root))
+    from benchmarks.run import main as bench
+
+    return bench(args.extra)
+
+
 # --- parser ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nasnet-zoo", description=__doc__)
@@ -93,11 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", required=True, help="zoo model name, e.g. nasnet_a_large")
     sp.add_argument("-o", "--out", required=True, type=Path, help="output .safetensors")
     add("demo", cmd_demo, "the end-to-end story on bundled data")
+    sp = sub.add_parser(
+        "bench", add_help=False, help="speed beside timm and Cadene (python -m benchmarks.run; --help for options)"
+    )
+    sp.set_defaults(fn=cmd_bench, passthrough=True)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     return args.fn(args)
 
 

@@ -1,0 +1,155 @@
+"""How the benchmark measures: round-robin timing, the matmul peak, a training step, and peak training memory.
+
+* Timing: every configuration of a group runs once per round (after the warm-up rounds), so a burst of load
+  from other processes hits all of them alike; each configuration's time is the median of its rounds.
+* Matmul peak: the best of repeated square matmuls (fp32 on CPU, bf16 on CUDA), the yardstick for GFLOP/s.
+* Peak training memory: on CPU there is no allocator to ask, so each configuration trains for a few steps in a
+  fresh process (``python -m benchmarks.measure SPEC``) and reports its resident-set high-water mark (VmHWM,
+  what the kernel saw the process touch) above the process's footprint before the model was built; nothing
+  another configuration allocated or the allocator kept can leak into the number. On CUDA the same child
+  reports ``torch.cuda.max_memory_allocated`` above what was allocated before the model was built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import Config
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def round_robin(
+    fns: dict[str, Callable[[], object]], warmup: int, repeats: int, device: torch.device
+) -> dict[str, list[float]]:
+    """Seconds per call of each function, ``repeats`` rounds after ``warmup`` rounds."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def matmul_peak(device: torch.device, quick: bool) -> dict[str, float]:
+    """Best GFLOP/s of an n x n matmul in the benchmark's dtype (2 n^3 FLOPs)."""
+    n = (1024 if quick else 2048) if device.type == "cpu" else 8192
+    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    times = round_robin({"mm": lambda: a @ b}, warmup=2, repeats=5 if quick else 10, device=device)["mm"]
+    return dict(n=n, dtype=str(dtype).removeprefix("torch."), gflops=2 * n**3 / min(times) / 1e9)
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device) -> Iterator[None]:
+    """bf16 autocast on CUDA; fp32 (no autocast) on CPU."""
+    if device.type == "cuda":
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def logits_of(out: torch.Tensor | tuple) -> torch.Tensor:
+    return out[0] if isinstance(out, tuple) else out
+
+
+def train_step_fn(model: nn.Module, x: torch.Tensor, device: torch.device) -> Callable[[], None]:
+    """One SGD step (cross-entropy on random labels, momentum 0.9), in training mode."""
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    y = torch.randint(0, 1000, (x.shape[0],), device=device)
+
+    def step() -> None:
+        with autocast(device):
+            loss = F.cross_entropy(logits_of(model(x)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+# --- peak training memory, one fresh process per configuration -----------------------------------------------
+def _rss_kib(field: str) -> int:
+    """VmRSS / VmHWM of this process in KiB (Linux); elsewhere ru_maxrss for both (peak only)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak
+
+
+def _train_memory_child(spec: dict) -> dict[str, float]:
+    import timm  # noqa: F401  (imported before the baseline is taken, like the peers' package below)
+
+    with contextlib.suppress(ImportError):
+        import pretrainedmodels  # noqa: F401
+    torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    config = Config(**spec["config"])
+    cuda = device.type == "cuda"
+    before = torch.cuda.memory_allocated(device) if cuda else _rss_kib("VmRSS") * 1024
+    model = config.build(device)
+    x = config.input(spec["batch"], device)
+    step = train_step_fn(model, x, device)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(spec["steps"]):
+        step()
+    sync(device)
+    peak = torch.cuda.max_memory_allocated(device) if cuda else _rss_kib("VmHWM") * 1024
+    return dict(peak_mib=(peak - before) / 2**20)
+
+
+def peak_train_memory(config: Config, batch: int, device: torch.device, threads: int, steps: int) -> float:
+    """MiB that training ``config`` at ``batch`` adds to a fresh process at its peak (weights, gradients,
+    optimizer state, activations, workspace)."""
+    spec = dict(config=asdict(config), batch=batch, device=str(device), threads=threads, steps=steps)
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.measure", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,  # the checkout, where ``benchmarks`` imports from
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"memory child for {config.label} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+if __name__ == "__main__":
+    print(json.dumps(_train_memory_child(json.loads(sys.argv[1]))))

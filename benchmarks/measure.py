@@ -38,20 +38,25 @@ def sync(device: torch.device) -> None:
 
 def round_robin(
     fns: dict[str, Callable[[], object]], warmup: int, repeats: int, device: torch.device
-) -> dict[str, list[float]]:
-    """Seconds per call of each function, ``repeats`` rounds after ``warmup`` rounds."""
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall-clock and process CPU seconds per call of each function, ``repeats`` rounds after ``warmup``.
+
+    Wall time is the result; CPU time (all threads, spin-waits included) is kept beside it because it moves
+    less when other processes take the cores away."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
             sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             sync(device)
-            times[k].append(time.perf_counter() - t0)
-    return times
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    return wall, cpu
 
 
 def median(xs: list[float]) -> float:
@@ -63,7 +68,7 @@ def matmul_peak(device: torch.device, quick: bool) -> dict[str, float]:
     n = (1024 if quick else 2048) if device.type == "cpu" else 8192
     dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    times = round_robin({"mm": lambda: a @ b}, warmup=2, repeats=5 if quick else 10, device=device)["mm"]
+    times = round_robin({"mm": lambda: a @ b}, warmup=2, repeats=5 if quick else 10, device=device)[0]["mm"]
     return dict(n=n, dtype=str(dtype).removeprefix("torch."), gflops=2 * n**3 / min(times) / 1e9)
 
 

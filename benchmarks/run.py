@@ -85,14 +85,15 @@ def eval_section(model: str, args: argparse.Namespace, device: torch.device, pea
             ref = next(out for c, out in ours.items() if c.label == "ours")
             rel = {c: ((out - ref).abs().max() / ref.abs().max()).item() for c, out in ours.items()}
             fns = {c.label: partial(built[c], inputs[c]) for c in configs}
-            times = round_robin(fns, args.warmup, args.repeats, device)
+            times, cpu = round_robin(fns, args.warmup, args.repeats, device)
         for c in configs:
             t = median(times[c.label])
             gflops = 2 * macs * batch / t / 1e9
             rows.append(
                 dict(
                     model=model, batch=batch, config=c.label, impl=c.impl, peer=c.peer, seconds=t,
-                    seconds_all=times[c.label], img_s=batch / t, gflops=gflops, pct_peak=100 * gflops / peak,
+                    seconds_all=times[c.label], cpu_seconds=median(cpu[c.label]), img_s=batch / t,
+                    gflops=gflops, pct_peak=100 * gflops / peak,
                     compile_s=compile_s.get(c), rel_diff_vs_ours=rel.get(c),
                 )
             )  # fmt: skip
@@ -119,7 +120,7 @@ def train_section(model: str, args: argparse.Namespace, device: torch.device, pe
     steps = {}
     for c in configs:
         steps[c.label] = train_step_fn(c.build(device), c.input(batch, device, gen), device)
-    times = round_robin(steps, args.warmup, args.repeats, device)
+    times, cpu = round_robin(steps, args.warmup, args.repeats, device)
     del steps
     gc.collect()
     rows = []
@@ -132,7 +133,7 @@ def train_section(model: str, args: argparse.Namespace, device: torch.device, pe
         rows.append(
             dict(
                 model=model, batch=batch, config=c.label, impl=c.impl, peer=c.peer, grad_ckpt=c.grad_ckpt,
-                seconds=t, seconds_all=times[c.label], img_s=batch / t, gflops=gflops,
+                seconds=t, seconds_all=times[c.label], cpu_seconds=median(cpu[c.label]), img_s=batch / t, gflops=gflops,
                 pct_peak=100 * gflops / peak, peak_mib=mem,
             )
         )  # fmt: skip
@@ -207,7 +208,8 @@ def _print_rows(rows: list[dict[str, Any]], title: str) -> None:
     for r in rows:
         ratio = r.get("vs_fastest_peer") or r.get("vs_cadene")
         print(
-            f"  {r['config']:<40} {r['seconds'] * 1e3:9.1f} ms  {r['img_s']:8.2f} img/s  {r['gflops']:7.1f} GFLOP/s"
+            f"  {r['config']:<40} {r['seconds'] * 1e3:9.1f} ms (CPU {r['cpu_seconds'] * 1e3:9.1f} ms)"
+            f"  {r['img_s']:8.2f} img/s  {r['gflops']:7.1f} GFLOP/s"
             f"  {_fmt(ratio, '.2f')}x"
             + (f"  (compile {r['compile_s']:.0f} s)" if r.get("compile_s") else "")
             + (f"  peak {r['peak_mib']:.0f} MiB" if r.get("peak_mib") else "")

@@ -97,14 +97,16 @@ def folds_bn(bn: nn.Module) -> bool:
 
 def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d, channels: slice) -> tuple[torch.Tensor, torch.Tensor]:
     """``conv``'s weight and a bias with ``bn[channels]`` folded in: ``bn(conv(x)) == conv'(x)``. Cached."""
-    sources = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
-    key = (channels.start, bn.eps, *((t.data_ptr(), t._version) for t in sources))
+    w, g, b, mean, var = conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var
+    key = (w._version, g._version, b._version, mean._version, var._version,  # in-place changes
+           w.data_ptr(), g.data_ptr(), b.data_ptr(), mean.data_ptr(), var.data_ptr(),  # new storage
+           channels.start, bn.eps)  # fmt: skip
     hit = _FOLDED.get(conv)
     if hit is not None and hit[0] == key:
         return hit[1], hit[2]
-    scale = bn.weight[channels] * torch.rsqrt(bn.running_var[channels] + bn.eps)
-    weight = conv.weight * scale.view(-1, 1, 1, 1)  # keeps the weight's memory format
-    bias = bn.bias[channels] - bn.running_mean[channels] * scale
+    scale = g[channels] * torch.rsqrt(var[channels] + bn.eps)
+    weight = w * scale.view(-1, 1, 1, 1)  # keeps the weight's memory format
+    bias = b[channels] - mean[channels] * scale
     _FOLDED[conv] = (key, weight, bias)
     return weight, bias
 

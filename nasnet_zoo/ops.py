@@ -11,12 +11,14 @@ Every builder in `OP_BUILDERS` has the signature ``(c_in, c_out, stride, norm) -
 Two things make inference fast without changing what is computed (tests/test_fast_paths.py bounds both):
 
 * `conv_bn` runs a conv and the BN after it as one conv with the BN folded into its weights and bias when
-  nothing needs the BN as a layer: BN in eval mode, autograd off, not being traced by torch.compile/export.
+  nothing needs the BN as a layer: BN in eval mode, autograd off, not being traced by torch.compile/export,
+  no forward hooks on either layer (so tools that hook layers, e.g. `complexity.count_mult_adds`, see them).
   The folded weights are cached per conv and recomputed when any of the five tensors they come from changes
   (PyTorch's version counter and storage pointer), so an optimiser step, `load_state_dict` or `.to()` is
   seen; `NASNet.train()` drops the cache.
 * Ops that start with a ReLU derive from `ReLUFirst`: a cell computes each state's ReLU once and calls the
-  op's `body` on it, instead of every op reading that state taking its own ReLU.
+  op's `body` on it, instead of every op reading that state taking its own ReLU (so inside a cell the ops'
+  ``act`` modules are not called; they run when an op is used on its own).
 """
 
 from __future__ import annotations
@@ -90,9 +92,12 @@ class SamePool2d(nn.Module):
 _FOLDED: WeakKeyDictionary[nn.Conv2d, tuple[tuple, torch.Tensor, torch.Tensor]] = WeakKeyDictionary()
 
 
-def folds_bn(bn: nn.Module) -> bool:
-    """Whether `conv_bn` folds ``bn`` now: eval mode, no autograd, not traced (tracers fold on their own)."""
-    return not (bn.training or torch.is_grad_enabled() or torch.compiler.is_compiling())
+def folds_bn(bn: nn.Module, *convs: nn.Module) -> bool:
+    """Whether ``bn`` and the convs before it run as folded convs now: BN in eval mode, autograd off, not
+    traced (tracers fold on their own), and no forward hooks on these layers (they must see them run)."""
+    if bn.training or torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return False
+    return not any(m._forward_hooks or m._forward_pre_hooks for m in (bn, *convs))
 
 
 def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d, channels: slice) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,7 +119,7 @@ def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d, channels: slice) -> tuple[torch
 def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, channels: slice = slice(None)) -> torch.Tensor:
     """``bn(conv(x))`` (``bn[channels]`` when the BN spans several convs), one conv with BN folded in when
     `folds_bn`; else the layers as they are."""
-    if folds_bn(bn):
+    if folds_bn(bn, conv):
         return conv._conv_forward(x, *_folded(conv, bn, channels))
     if channels == slice(None):
         return bn(conv(x))
@@ -249,7 +254,7 @@ class FactorizedReduce(nn.Module):
         if x.shape[-2] % 2 or x.shape[-1] % 2:  # the pad's zero row/column falls on the shifted grid
             x = F.pad(x, (0, 1, 0, 1))
         x2 = x[:, :, 1::2, 1::2]
-        if folds_bn(self.bn):  # each half of the BN folds into its own conv
+        if folds_bn(self.bn, self.conv1, self.conv2):  # each half of the BN folds into its own conv
             half = self.conv1.out_channels
             return torch.cat([conv_bn(self.conv1, self.bn, x1, slice(0, half)),
                               conv_bn(self.conv2, self.bn, x2, slice(half, None))], 1)  # fmt: skip

@@ -190,3 +190,18 @@ def test_conv_bn_folds_only_for_inference():
     bn.train()
     with torch.no_grad(), pytest.raises(ValueError, match="shared"):
         conv_bn(conv, bn, x, slice(0, 3))
+
+
+def test_hooked_layers_run_as_layers():
+    # Tools that hook convs or BNs (complexity.count_mult_adds, pruning, activation statistics) see them run.
+    m = small("nasnet_imagenet")
+    x = torch.randn(1, 3, 64, 64)
+    out = fast(m, x)
+    seen = []
+    sep = next(mod for mod in m.modules() if isinstance(mod, SepConvStack))
+    handles = [sep.pw1.register_forward_hook(lambda *a: seen.append("pw1")),
+               sep.bn2.register_forward_hook(lambda *a: seen.append("bn2"))]  # fmt: skip
+    torch.testing.assert_close(fast(m, x), out, rtol=0, atol=1e-4)
+    assert seen == ["pw1", "bn2"]
+    for h in handles:
+        h.remove()

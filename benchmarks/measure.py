@@ -6,8 +6,11 @@
 * Peak training memory: on CPU there is no allocator to ask, so each configuration trains for a few steps in a
   fresh process (``python -m benchmarks.measure SPEC``) and reports its resident-set high-water mark (VmHWM,
   what the kernel saw the process touch) above the process's footprint before the model was built; nothing
-  another configuration allocated or the allocator kept can leak into the number. On CUDA the same child
-  reports ``torch.cuda.max_memory_allocated`` above what was allocated before the model was built.
+  another configuration allocated can leak into the number (what glibc keeps after a free does count: that
+  is memory the process holds). On CUDA the same child reports ``torch.cuda.max_memory_allocated`` above what
+  was allocated before the model was built. Beside the peak, the child counts the activations one forward
+  keeps for backward (distinct storages seen by a saved-tensors hook, parameters excluded): the part of the
+  peak that gradient checkpointing acts on, free of allocator effects.
 """
 
 from __future__ import annotations
@@ -37,9 +40,11 @@ def sync(device: torch.device) -> None:
 
 
 def round_robin(
-    fns: dict[str, Callable[[], object]], warmup: int, repeats: int, device: torch.device
+    fns: dict[str, Callable[[], object]], warmup: int, repeats: int, device: torch.device, min_seconds: float = 0.0
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Wall-clock and process CPU seconds per call of each function, ``repeats`` rounds after ``warmup``.
+    """Wall-clock and process CPU seconds per call of each function: ``warmup`` rounds, then timed rounds,
+    at least ``repeats`` of them and more (up to 20x) until ``min_seconds`` have passed, so quick calls get many
+    samples and a burst of load from elsewhere cannot fill a whole column.
 
     Wall time is the result; CPU time (all threads, spin-waits included) is kept beside it because it moves
     less when other processes take the cores away."""
@@ -48,7 +53,9 @@ def round_robin(
             fn()
     wall: dict[str, list[float]] = {k: [] for k in fns}
     cpu: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < repeats or (time.perf_counter() - start < min_seconds and rounds < 20 * repeats):
         for k, fn in fns.items():
             sync(device)
             t0, c0 = time.perf_counter(), time.process_time()
@@ -56,6 +63,7 @@ def round_robin(
             sync(device)
             wall[k].append(time.perf_counter() - t0)
             cpu[k].append(time.process_time() - c0)
+        rounds += 1
     return wall, cpu
 
 
@@ -63,13 +71,25 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
-def matmul_peak(device: torch.device, quick: bool) -> dict[str, float]:
-    """Best GFLOP/s of an n x n matmul in the benchmark's dtype (2 n^3 FLOPs)."""
-    n = (1024 if quick else 2048) if device.type == "cpu" else 8192
-    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    times = round_robin({"mm": lambda: a @ b}, warmup=2, repeats=5 if quick else 10, device=device)[0]["mm"]
-    return dict(n=n, dtype=str(dtype).removeprefix("torch."), gflops=2 * n**3 / min(times) / 1e9)
+class Matmul:
+    """The yardstick: an n x n matmul in the benchmark's dtype (fp32 on CPU, bf16 on CUDA), 2 n^3 FLOPs.
+
+    It runs as one more member of every timed group, so it sees the same load as the models it is compared
+    with; `gflops` turns its time into GFLOP/s."""
+
+    def __init__(self, device: torch.device, quick: bool) -> None:
+        self.n = (1024 if quick else 2048) if device.type == "cpu" else 8192
+        self.dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+        self.a, self.b = (torch.randn(self.n, self.n, device=device, dtype=self.dtype) for _ in range(2))
+
+    def __call__(self) -> torch.Tensor:
+        return self.a @ self.b
+
+    def gflops(self, seconds: float) -> float:
+        return 2 * self.n**3 / seconds / 1e9
+
+    def describe(self) -> dict[str, object]:
+        return dict(n=self.n, dtype=str(self.dtype).removeprefix("torch."))
 
 
 @contextlib.contextmanager
@@ -93,9 +113,9 @@ def train_step_fn(model: nn.Module, x: torch.Tensor, device: torch.device) -> Ca
     y = torch.randint(0, 1000, (x.shape[0],), device=device)
 
     def step() -> None:
+        opt.zero_grad(set_to_none=True)  # before the forward: last step's gradients are gone by its peak
         with autocast(device):
             loss = F.cross_entropy(logits_of(model(x)), y)
-        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
@@ -135,12 +155,31 @@ def _train_memory_child(spec: dict) -> dict[str, float]:
         step()
     sync(device)
     peak = torch.cuda.max_memory_allocated(device) if cuda else _rss_kib("VmHWM") * 1024
-    return dict(peak_mib=(peak - before) / 2**20)
+    return dict(peak_mib=(peak - before) / 2**20, saved_mib=saved_for_backward(model, x, device) / 2**20)
 
 
-def peak_train_memory(config: Config, batch: int, device: torch.device, threads: int, steps: int) -> float:
-    """MiB that training ``config`` at ``batch`` adds to a fresh process at its peak (weights, gradients,
-    optimizer state, activations, workspace)."""
+def saved_for_backward(model: nn.Module, x: torch.Tensor, device: torch.device) -> int:
+    """Bytes of the distinct storages one training forward keeps for the backward pass, parameters excluded:
+    the activation memory, independent of the allocator (what gradient checkpointing trades for time)."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: set[int] = set()
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params and storage.data_ptr() not in seen:
+            seen.add(storage.data_ptr())
+            pack.total += storage.nbytes()
+        return t
+
+    pack.total = 0
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast(device):
+        model(x)
+    return pack.total
+
+
+def peak_train_memory(config: Config, batch: int, device: torch.device, threads: int, steps: int) -> dict[str, float]:
+    """MiB that training ``config`` at ``batch`` adds to a fresh process at its peak (``peak_mib``: weights,
+    gradients, optimizer state, activations, workspace) and the activations kept for backward (``saved_mib``)."""
     spec = dict(config=asdict(config), batch=batch, device=str(device), threads=threads, steps=steps)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     out = subprocess.run(
@@ -153,7 +192,7 @@ def peak_train_memory(config: Config, batch: int, device: torch.device, threads:
     )
     if out.returncode != 0:
         raise RuntimeError(f"memory child for {config.label} failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

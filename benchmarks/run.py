@@ -1,6 +1,7 @@
 """``python -m benchmarks.run``: nasnet-zoo's speed beside timm's and Cadene's NASNet ports, in one process.
 
-1. The matmul peak of this machine (fp32 on CPU, bf16 on CUDA), measured now: the yardstick for GFLOP/s.
+1. The matmul peak of this machine (fp32 on CPU, bf16 on CUDA): the yardstick for GFLOP/s, timed inside every
+   group below as one more member, so it sees the same load as the models it is compared with.
 2. Eval throughput at batch 1 and 8, mobile (224) and large (331): ours (default layout, channels_last), ours
    in NCHW, ours under torch.compile; timm ``nasnetalarge`` and Cadene, each as released (NCHW) and in
    channels_last. Achieved GFLOP/s use our mult-add count (`nasnet_zoo.complexity`; 1 MAC = 2 FLOPs).
@@ -41,7 +42,7 @@ import torch._inductor.config
 from nasnet_zoo.complexity import count_mult_adds
 from nasnet_zoo.zoo import create_model
 
-from .measure import autocast, matmul_peak, median, peak_train_memory, round_robin, train_step_fn
+from .measure import Matmul, autocast, median, peak_train_memory, round_robin, train_step_fn
 from .models import MODELS, Config, eval_configs, train_configs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +64,10 @@ def mult_adds(model: str) -> int:
 
 
 # --- sections -------------------------------------------------------------------------------------------------
-def eval_section(model: str, args: argparse.Namespace, device: torch.device, peak: float) -> list[dict[str, Any]]:
+MATMUL = "matmul (yardstick)"
+
+
+def eval_section(model: str, args: argparse.Namespace, device: torch.device, mm: Matmul) -> list[dict[str, Any]]:
     configs = [c for c in eval_configs(model, compiled=not args.no_compile) if not c.peer or args.peers]
     macs = mult_adds(model)
     built = {c: c.build(device).eval() for c in configs if not c.compiled}
@@ -84,8 +88,9 @@ def eval_section(model: str, args: argparse.Namespace, device: torch.device, pea
             ours = {c: built[c](inputs[c]).float() for c in configs if not c.peer}
             ref = next(out for c, out in ours.items() if c.label == "ours")
             rel = {c: ((out - ref).abs().max() / ref.abs().max()).item() for c, out in ours.items()}
-            fns = {c.label: partial(built[c], inputs[c]) for c in configs}
-            times, cpu = round_robin(fns, args.warmup, args.repeats, device)
+            fns = {c.label: partial(built[c], inputs[c]) for c in configs} | {MATMUL: mm}
+            times, cpu = round_robin(fns, args.warmup, args.repeats, device, args.min_seconds)
+        peak = mm.gflops(median(times[MATMUL]))
         for c in configs:
             t = median(times[c.label])
             gflops = 2 * macs * batch / t / 1e9
@@ -93,12 +98,13 @@ def eval_section(model: str, args: argparse.Namespace, device: torch.device, pea
                 dict(
                     model=model, batch=batch, config=c.label, impl=c.impl, peer=c.peer, seconds=t,
                     seconds_all=times[c.label], cpu_seconds=median(cpu[c.label]), img_s=batch / t,
-                    gflops=gflops, pct_peak=100 * gflops / peak,
+                    gflops=gflops, pct_peak=100 * gflops / peak, matmul_gflops=peak,
                     compile_s=compile_s.get(c), rel_diff_vs_ours=rel.get(c),
                 )
             )  # fmt: skip
         _ratios(rows, model, batch)
-        _print_rows([r for r in rows if r["batch"] == batch], f"eval, {model}, batch {batch}")
+        title = f"eval, {model}, batch {batch} (matmul {peak:.0f} GFLOP/s)"
+        _print_rows([r for r in rows if r["batch"] == batch], title)
     del built
     gc.collect()
     return rows
@@ -112,7 +118,7 @@ def _ratios(rows: list[dict[str, Any]], model: str, batch: int) -> None:
         r["vs_fastest_peer"] = r["img_s"] / max(peers) if peers else None
 
 
-def train_section(model: str, args: argparse.Namespace, device: torch.device, peak: float) -> list[dict[str, Any]]:
+def train_section(model: str, args: argparse.Namespace, device: torch.device, mm: Matmul) -> list[dict[str, Any]]:
     configs = [c for c in train_configs(model) if not c.peer or args.peers]
     batch = TRAIN_BATCH[model]
     macs = mult_adds(model)
@@ -120,21 +126,23 @@ def train_section(model: str, args: argparse.Namespace, device: torch.device, pe
     steps = {}
     for c in configs:
         steps[c.label] = train_step_fn(c.build(device), c.input(batch, device, gen), device)
-    times, cpu = round_robin(steps, args.warmup, args.repeats, device)
+    times, cpu = round_robin(steps | {MATMUL: mm}, args.warmup, args.repeats, device, args.min_seconds)
+    peak = mm.gflops(median(times[MATMUL]))
     del steps
     gc.collect()
     rows = []
     for c in configs:
         t = median(times[c.label])
         gflops = 3 * 2 * macs * batch / t / 1e9  # backward ~ 2x forward
-        mem = None
+        mem: dict[str, float] = {}
         if not args.no_memory:
             mem = peak_train_memory(c, batch, device, args.threads, steps=1 if args.quick else 3)
         rows.append(
             dict(
                 model=model, batch=batch, config=c.label, impl=c.impl, peer=c.peer, grad_ckpt=c.grad_ckpt,
                 seconds=t, seconds_all=times[c.label], cpu_seconds=median(cpu[c.label]), img_s=batch / t, gflops=gflops,
-                pct_peak=100 * gflops / peak, peak_mib=mem,
+                pct_peak=100 * gflops / peak, matmul_gflops=peak, peak_mib=mem.get("peak_mib"),
+                saved_mib=mem.get("saved_mib"),
             )
         )  # fmt: skip
     cadene = {r["config"]: r for r in rows if r["impl"] == "cadene"}
@@ -143,7 +151,7 @@ def train_section(model: str, args: argparse.Namespace, device: torch.device, pe
         r["vs_cadene_cl"] = (
             r["img_s"] / cadene["Cadene + channels_last"]["img_s"] if "Cadene + channels_last" in cadene else None
         )
-    _print_rows(rows, f"training step, {model}, batch {batch}")
+    _print_rows(rows, f"training step, {model}, batch {batch} (matmul {peak:.0f} GFLOP/s)")
     return rows
 
 
@@ -193,6 +201,9 @@ def targets(eval_rows: list[dict[str, Any]], train_rows: list[dict[str, Any]]) -
         if plain["peak_mib"] and ckpt["peak_mib"]:
             cut = 100 * (1 - ckpt["peak_mib"] / plain["peak_mib"])
             add(f"grad checkpointing cuts {model} peak training memory >= 40 %", cut, "{:.0f} %", cut >= 40)
+        if plain.get("saved_mib") and ckpt.get("saved_mib"):
+            cut = 100 * (1 - ckpt["saved_mib"] / plain["saved_mib"])
+            add(f"(for reference) ... and {model}'s activations kept for backward", cut, "{:.0f} %", None)
         extra = 100 * (ckpt["seconds"] / plain["seconds"] - 1)
         add(f"grad checkpointing costs {model} <= 35 % extra time", extra, "{:+.0f} %", extra <= 35)
     return out
@@ -212,7 +223,7 @@ def _print_rows(rows: list[dict[str, Any]], title: str) -> None:
             f"  {r['img_s']:8.2f} img/s  {r['gflops']:7.1f} GFLOP/s"
             f"  {_fmt(ratio, '.2f')}x"
             + (f"  (compile {r['compile_s']:.0f} s)" if r.get("compile_s") else "")
-            + (f"  peak {r['peak_mib']:.0f} MiB" if r.get("peak_mib") else "")
+            + (f"  peak {r['peak_mib']:.0f} MiB, saved {r['saved_mib']:.0f} MiB" if r.get("peak_mib") else "")
         )
         sys.stdout.flush()
 
@@ -224,12 +235,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
-    peak = results["matmul_peak"]
+    mm = results["matmul"]
+    peaks = [r["matmul_gflops"] for r in results["eval"] + results["train"]]
+    peak = f"{min(peaks):.0f}-{max(peaks):.0f} GFLOP/s" if peaks else "-"
     parts = [
         f"Measured {m['date']} on {m['cpu']} ({m['device']}, {m['threads']} threads, {m['dtype']}, torch "
-        f"{m['torch']}{', quick' if m['quick'] else ''}). Matmul peak: {peak['gflops']:.0f} GFLOP/s "
-        f"({peak['n']}x{peak['n']} {peak['dtype']}). Median of {m['repeats']} round-robin rounds after "
-        f"{m['warmup']} warm-up rounds; ratios are against the fastest peer configuration (eval) or Cadene as "
+        f"{m['torch']}{', quick' if m['quick'] else ''}). Each group of rows is timed round-robin with a "
+        f'{mm["n"]}x{mm["n"]} {mm["dtype"]} matmul as one more member (the peak for its "% of peak"; {peak} '
+        f"across groups): medians of at least {m['repeats']} rounds and {m['min_seconds']:.0f} s after "
+        f"{m['warmup']} warm-up rounds. Ratios are against the fastest peer configuration (eval) or Cadene as "
         "released and in channels_last (training), all measured in this run.",
         "",
         "**Eval throughput**",
@@ -251,11 +265,22 @@ def markdown(results: dict[str, Any]) -> str:
             ],
         ),
         "",
-        "**Training step** (SGD, cross-entropy; peak memory: resident-set high-water mark of a fresh process "
-        "above its footprint before the model was built)",
+        "**Training step** (SGD with momentum, cross-entropy. Peak: resident-set high-water mark of a fresh "
+        "process above its footprint before the model was built. Saved: activations one forward keeps for "
+        "backward, parameters excluded)",
         "",
         table(
-            ["model", "batch", "configuration", "s / step", "img/s", "peak MiB", "vs Cadene", "vs Cadene + cl"],
+            [
+                "model",
+                "batch",
+                "configuration",
+                "s / step",
+                "img/s",
+                "peak MiB",
+                "saved MiB",
+                "vs Cadene",
+                "vs Cadene + cl",
+            ],
             [
                 (
                     r["model"],
@@ -264,6 +289,7 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{r['seconds']:.3f}",
                     f"{r['img_s']:.2f}",
                     _fmt(r["peak_mib"], ".0f"),
+                    _fmt(r["saved_mib"], ".0f"),
                     _fmt(r["vs_cadene"], ".2f") + "x",
                     _fmt(r["vs_cadene_cl"], ".2f") + "x",
                 )
@@ -314,7 +340,7 @@ def machine(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), cpu=cpu, device=device.type,
         threads=torch.get_num_threads(), dtype="fp32" if device.type == "cpu" else "bf16 autocast",
         torch=torch.__version__, python=platform.python_version(), quick=args.quick, warmup=args.warmup,
-        repeats=args.repeats,
+        repeats=args.repeats, min_seconds=args.min_seconds,
     )  # fmt: skip
 
 
@@ -326,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--models", default=None, help="comma-separated: mobile,large (default both; quick: mobile)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up rounds (default 2; quick 1)")
-    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 7; quick 2)")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds, at least (default 7; quick 2)")
+    p.add_argument("--min-seconds", type=float, default=None, help="time each group at least this long (20; 2)")
     p.add_argument("--skip", default="", help="comma-separated sections to skip: eval,train,memory,compile,search")
     p.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     return p
@@ -343,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"--models: unknown {bad}; choose from {','.join(MODELS)}")
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     args.repeats = args.repeats if args.repeats is not None else (2 if args.quick else 7)
+    args.min_seconds = args.min_seconds if args.min_seconds is not None else (2.0 if args.quick else 20.0)
     args.eval_batches = (1, 8)
     args.no_compile = args.quick or "compile" in skip
     args.no_memory = "memory" in skip
@@ -354,15 +382,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    peak = matmul_peak(device, args.quick)
-    print(f"matmul peak: {peak['gflops']:.0f} GFLOP/s ({peak['n']}x{peak['n']} {peak['dtype']})")
-    results: dict[str, Any] = dict(machine=machine(args, device), matmul_peak=peak, eval=[], train=[], search=None)
+    mm = Matmul(device, args.quick)
+    results: dict[str, Any] = dict(machine=machine(args, device), matmul=mm.describe(), eval=[], train=[])
     for model in models:
         if "eval" not in skip:
-            results["eval"] += eval_section(model, args, device, peak["gflops"])
+            results["eval"] += eval_section(model, args, device, mm)
     for model in models:
         if "train" not in skip:
-            results["train"] += train_section(model, args, device, peak["gflops"])
+            results["train"] += train_section(model, args, device, mm)
+    results["search"] = None
     if "search" not in skip:
         results["search"] = search_section(args, device)
     results["targets"] = targets(results["eval"], results["train"])

@@ -43,15 +43,15 @@ def test_targets_are_ratios_within_the_run():
 def test_report_and_readme_block(tmp_path):
     results = dict(
         machine=dict(date="d", cpu="c", device="cpu", threads=2, dtype="fp32", torch="t", quick=True, warmup=1,
-                     repeats=2),
-        matmul_peak=dict(n=8, dtype="float32", gflops=100.0),
+                     repeats=2, min_seconds=2.0),
+        matmul=dict(n=8, dtype="float32"),
         eval=[dict(model="mobile", batch=1, config="ours", seconds=0.01, img_s=100.0, gflops=1.0, pct_peak=1.0,
-                   vs_fastest_peer=1.25, compile_s=None)],
+                   vs_fastest_peer=1.25, compile_s=None, matmul_gflops=100.0)],
         train=[], search=None, targets=[dict(target="t", measured="1.25x", met=False)],
     )  # fmt: skip
     md = markdown(results)
     assert "| mobile | 1 | ours | 10.0 | 100.00 | 1 | 1 | 1.25x |" in md
-    assert "not measured yet" in md and "| t | 1.25x | no |" in md
+    assert "not measured yet" in md and "| t | 1.25x | no |" in md and "100-100 GFLOP/s" in md
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- benchmark table: start -->\nold\n<!-- benchmark table: end -->\ntail\n")
     assert update_readme(md, readme)

@@ -7,17 +7,34 @@
    Every op output except ``identity``'s goes through ScheduledDropPath while training.
 3. Concatenate the ``concat`` states. An input state among them is first brought to the cell's width and
    output resolution (factorized reduction, or 1x1 conv + BN; no ReLU), like TF's ``_combine_unused_states``.
+
+Every ReLU is computed once per tensor: a state read by several ReLU-first ops is activated once (`ReLUFirst`).
+Across cells, the network sets `Cell.relu_output` when every reader of a cell's output applies ReLU first (all
+of them do in NASNet-A, except a ``pre1`` that is the identity), so the cell returns ReLU(concat) and its
+readers, told by `Cell.relu_inputs`, skip their own ReLU: one pass instead of two over the widest tensors.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import genotype as G
-from .ops import FactorizedReduce, Norm, ReLUConvBN, conv_bn, drop_path, make_op
+from .ops import FactorizedReduce, Norm, ReLUConvBN, ReLUFirst, ReLUReduce, drop_path, make_op, projection
+
+
+class _States(list):
+    """The cell's hidden states, plus the ReLU of each, computed the first time an op asks for it."""
+
+    def __init__(self, *states: torch.Tensor) -> None:
+        super().__init__(states)
+        self._relu: dict[int, torch.Tensor] = {}
+
+    def relu(self, i: int) -> torch.Tensor:
+        if i not in self._relu:
+            self._relu[i] = F.relu(self[i])
+        return self._relu[i]
 
 
 class Branch(nn.Module):
@@ -29,8 +46,9 @@ class Branch(nn.Module):
         self.droppable = op_name != "identity"  # TF exempts identity, even when it projects
         self.op = make_op(op_name, c_in, c_out, stride, norm)
 
-    def forward(self, states: list[torch.Tensor], keep_prob: torch.Tensor | None) -> torch.Tensor:
-        x = self.op(states[self.source])
+    def forward(self, states: _States, keep_prob: torch.Tensor | None) -> torch.Tensor:
+        op, i = self.op, self.source
+        x = op.body(states.relu(i)) if isinstance(op, ReLUFirst) else op(states[i])
         if keep_prob is not None and self.droppable:
             x = drop_path(x, keep_prob)
         return x
@@ -45,7 +63,7 @@ class BlockModule(nn.Module):
         self.concat = block.combine == "concat"
         self.out_channels = 2 * filters if self.concat else filters
 
-    def forward(self, states: list[torch.Tensor], keep_prob: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, states: _States, keep_prob: torch.Tensor | None) -> torch.Tensor:
         a, b = self.left(states, keep_prob), self.right(states, keep_prob)
         return torch.cat([a, b], 1) if self.concat else a + b
 
@@ -81,7 +99,7 @@ class Cell(nn.Module):
             self.pre1: nn.Module = nn.Identity()
             c1 = c_in
         elif prev_reduced:
-            self.pre1 = nn.Sequential(OrderedDict(act=nn.ReLU(), reduce=FactorizedReduce(c_prev, filters, norm)))
+            self.pre1 = ReLUReduce(c_prev, filters, norm)
             c1 = filters
         elif c_prev != filters:
             self.pre1 = ReLUConvBN(c_prev, filters, 1, 1, norm)
@@ -102,15 +120,30 @@ class Cell(nn.Module):
             if s < G.NUM_INPUT_STATES and reduction:
                 self.adjust[str(s)] = FactorizedReduce(widths[s], filters, norm)
             elif s < G.NUM_INPUT_STATES and widths[s] != filters:
-                self.adjust[str(s)] = conv_bn(widths[s], filters, norm)
+                self.adjust[str(s)] = projection(widths[s], filters, norm)
         self.out_channels = sum(filters if str(s) in self.adjust else widths[s] for s in self.concat)
+        self.relu_output = False  # return ReLU(concat); the network sets these two (see the module docstring)
+        self.relu_inputs = (False, False)  # ``x`` / ``prev`` arrive as ReLU(raw output)
+
+    @property
+    def reads_raw_prev(self) -> bool:
+        """Whether ``prev`` is used as it is (``h1`` without ReLU), so it must not arrive activated."""
+        return isinstance(self.pre1, nn.Identity)
 
     def forward(
         self, x: torch.Tensor, prev: torch.Tensor | None, keep_prob: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``keep_prob`` is this cell's ScheduledDropPath keep probability (None: no drop path)."""
-        states = [self.pre0(x), self.pre1(x if prev is None else prev)]
+        x_relu = x if self.relu_inputs[0] else F.relu(x)
+        if prev is None:  # a first cell: h1 is the raw input
+            h1 = x
+        elif isinstance(self.pre1, ReLUFirst):
+            h1 = self.pre1.body(prev if self.relu_inputs[1] else F.relu(prev))
+        else:
+            h1 = self.pre1(prev)
+        states = _States(self.pre0.body(x_relu), h1)
         for block in self.blocks:
             states.append(block(states, keep_prob))
-        out = [self.adjust[str(s)](states[s]) if str(s) in self.adjust else states[s] for s in self.concat]
-        return torch.cat(out, 1)
+        adjust = self.adjust
+        out = torch.cat([adjust[str(s)](states[s]) if str(s) in adjust else states[s] for s in self.concat], 1)
+        return out.relu_() if self.relu_output else out

@@ -315,6 +315,17 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "run.py").is_file():
+        print("error: benchmarks/ is part of the source checkout; clone the repository to run it", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(root))
+    from benchmarks.run import main as bench
+
+    return bench(args.extra)
+
+
 # --- parser ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nasnet-zoo", description=__doc__)
@@ -473,11 +484,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data-dir", help="cifar10: where the data lives on this machine (default: the search's)")
     sp.add_argument("--ray-address", help="join this Ray cluster (e.g. auto) instead of starting a local Ray")
     sp.add_argument("--gpus-per-child", type=float, default=0.0, help="ray: GPUs each child requests")
+    sp = sub.add_parser(
+        "bench", add_help=False, help="speed beside timm and Cadene (python -m benchmarks.run; --help for options)"
+    )
+    sp.set_defaults(fn=cmd_bench, passthrough=True)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     return args.fn(args)
 
 

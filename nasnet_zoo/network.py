@@ -17,7 +17,6 @@ returns a plain logits tensor otherwise, so timm and torchvision code see an ord
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
@@ -31,7 +30,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .cell import Cell
 from .genotype import NASNET_A, Genotype
-from .ops import SameConv2d
+from .ops import ConvBN, SameConv2d, drop_folded
 
 
 @dataclass(frozen=True)
@@ -118,6 +117,8 @@ class NASNet(nn.Module):
         drop_path_rate: maximum ScheduledDropPath probability (default ``1 - config.drop_path_keep_prob``).
         aux_head: build the auxiliary classifier (used in training mode only).
         global_pool: timm pool type for the head.
+        channels_last: keep the weights in channels_last memory format, so every activation follows (the fast
+            layout for CPU and GPU convolutions; inputs in either layout work).
     """
 
     def __init__(
@@ -131,6 +132,7 @@ class NASNet(nn.Module):
         drop_path_rate: float | None = None,
         aux_head: bool = False,
         global_pool: str = "avg",
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         if config is None:
@@ -150,7 +152,7 @@ class NASNet(nn.Module):
         else:
             c_stem = int(config.filters * config.stem_multiplier)
             conv = SameConv2d(in_chans, c_stem, 3)
-        self.stem = nn.Sequential(OrderedDict(conv=conv, bn=norm(c_stem)))
+        self.stem = ConvBN(conv, norm(c_stem))
 
         # --- the plan: cells in forward order ---------------------------------------------------------------
         plan: list[_Layer] = []
@@ -206,6 +208,34 @@ class NASNet(nn.Module):
         )
         self.register_buffer("drop_path_progress", torch.zeros(()), persistent=False)
         self._init_weights()
+        self._share_relus()
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def _share_relus(self) -> None:
+        """Let each cell output be activated once, by its producer, when no reader needs it raw (see cell.py).
+
+        Readers of output ``j``: the next cell (``x``: through ReLU, except a first cell, which only ever reads
+        the stem) and the cell that takes it as ``prev`` (raw if its ``pre1`` is the identity). The head, the
+        aux head and the feature taps all apply ReLU; ReLU of a ReLU is the same, they just skip it."""
+        cells = [getattr(self, name) for name in self.layer_names]
+        raw = [True, True] + [False] * len(cells)  # outputs: [none, stem, cell 0, ...]: None and stem stay raw
+        for i, cell in enumerate(cells):
+            if cell.reads_raw_prev and i + 2 + self._prev[i] >= 0:
+                raw[i + 2 + self._prev[i]] = True
+        for i, cell in enumerate(cells):
+            cell.relu_output = not raw[i + 2]
+            cell.relu_inputs = (not raw[i + 1], i + 2 + self._prev[i] >= 0 and not raw[i + 2 + self._prev[i]])
+
+    def _relu(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """The ReLU of the output of plan entry ``i`` (-1: the stem), unless it is activated already."""
+        return x if i >= 0 and getattr(self, self.layer_names[i]).relu_output else F.relu(x)
+
+    def train(self, mode: bool = True) -> NASNet:
+        """`nn.Module.train`; entering training also frees the cached inference weights (BN folded in)."""
+        if mode:
+            drop_folded(self)
+        return super().train(mode)
 
     # --- initialisation: TF-slim's variance_scaling(FAN_OUT) for convs and the classifier --------------------
     def _init_weights(self) -> None:
@@ -229,7 +259,8 @@ class NASNet(nn.Module):
     def _run(
         self, x: torch.Tensor, take: set[int] | None = None, stop: int | None = None
     ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
-        """Run stem and cells; return the last output, the (ReLU'd) feature levels in ``take``, aux input."""
+        """Run stem and cells; return the ReLU of the last output, the (ReLU'd) feature levels in ``take``, and
+        the aux head's input."""
         x = self.stem(x)
         feats: list[torch.Tensor] = []
         if take is not None and 0 in take:
@@ -249,15 +280,15 @@ class NASNet(nn.Module):
             outs = [*outs[-2:], x]
             if level < len(self._feature_layers) and i == self._feature_layers[level]:
                 if take is not None and level in take:
-                    feats.append(F.relu(x))
+                    feats.append(self._relu(x, i))
                 level += 1
             if self.aux_head is not None and i == self._aux_after and self.training:
-                aux_in = F.relu(x)
-        return x, feats, aux_in
+                aux_in = self._relu(x, i)
+        return self._relu(x, len(names) - 1), feats, aux_in
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem and cells, then the final ReLU: the map the head pools."""
-        return F.relu(self._run(x)[0])
+        return self._run(x)[0]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.head_drop(self.global_pool(x))
@@ -265,7 +296,7 @@ class NASNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | NASNetOutput:
         x, _, aux_in = self._run(x)
-        logits = self.forward_head(F.relu(x))
+        logits = self.forward_head(x)
         if aux_in is not None:
             return NASNetOutput(logits, self.aux_head(aux_in))
         return logits
@@ -290,7 +321,7 @@ class NASNet(nn.Module):
         x, feats, _ = self._run(x, set(take), stop)
         if intermediates_only:
             return feats
-        return F.relu(x), feats
+        return x, feats
 
     def prune_intermediate_layers(
         self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True

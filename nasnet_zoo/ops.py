@@ -7,12 +7,25 @@ for any input size; pooling needs no copy (the odd pixel is the extra window of 
 
 Every builder in `OP_BUILDERS` has the signature ``(c_in, c_out, stride, norm) -> nn.Module`` and maps
 ``c_in`` channels to ``c_out`` channels (pools add a 1x1 conv + BN only when the widths differ).
+
+Two things make inference fast without changing what is computed (tests/test_fast_paths.py bounds both):
+
+* `conv_bn` runs a conv and the BN after it as one conv with the BN folded into its weights and bias when
+  nothing needs the BN as a layer: BN in eval mode, autograd off, not being traced by torch.compile/export,
+  no forward hooks on either layer (so tools that hook layers, e.g. `complexity.count_mult_adds`, see them).
+  The folded weights are cached per conv and recomputed when any of the five tensors they come from changes
+  (PyTorch's version counter and storage pointer), so an optimiser step, `load_state_dict` or `.to()` is
+  seen; `NASNet.train()` drops the cache.
+* Ops that start with a ReLU derive from `ReLUFirst`: a cell computes each state's ReLU once and calls the
+  op's `body` on it, instead of every op reading that state taking its own ReLU (so inside a cell the ops'
+  ``act`` modules are not called; they run when an op is used on its own).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from weakref import WeakKeyDictionary
 
 import torch
 import torch.nn.functional as F
@@ -45,13 +58,13 @@ class SameConv2d(nn.Conv2d):
     ) -> None:
         super().__init__(c_in, c_out, kernel_size, stride, 0, dilation, groups, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         top, bottom = same_padding(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
         left, right = same_padding(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
         if top == bottom and left == right:
-            return F.conv2d(x, self.weight, None, self.stride, (top, left), self.dilation, self.groups)
+            return F.conv2d(x, weight, bias, self.stride, (top, left), self.dilation, self.groups)
         x = F.pad(x, (left, right, top, bottom))
-        return F.conv2d(x, self.weight, None, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
 
 
 class SamePool2d(nn.Module):
@@ -75,7 +88,76 @@ class SamePool2d(nn.Module):
         return f"{self.kind}, kernel_size={self.kernel_size}, stride={self.stride}"
 
 
-class ReLUConvBN(nn.Sequential):
+# --- conv + BN, folded for inference ------------------------------------------------------------------------
+_FOLDED: WeakKeyDictionary[nn.Conv2d, tuple[tuple, torch.Tensor, torch.Tensor]] = WeakKeyDictionary()
+
+
+def folds_bn(bn: nn.Module, *convs: nn.Module) -> bool:
+    """Whether ``bn`` and the convs before it run as folded convs now: BN in eval mode, autograd off, not
+    traced (tracers fold on their own), and no forward hooks on these layers (they must see them run)."""
+    if bn.training or torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return False
+    return not any(m._forward_hooks or m._forward_pre_hooks for m in (bn, *convs))
+
+
+def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d, channels: slice) -> tuple[torch.Tensor, torch.Tensor]:
+    """``conv``'s weight and a bias with ``bn[channels]`` folded in: ``bn(conv(x)) == conv'(x)``. Cached."""
+    w, g, b, mean, var = conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var
+    key = (w._version, g._version, b._version, mean._version, var._version,  # in-place changes
+           w.data_ptr(), g.data_ptr(), b.data_ptr(), mean.data_ptr(), var.data_ptr(),  # new storage
+           channels.start, bn.eps)  # fmt: skip
+    hit = _FOLDED.get(conv)
+    if hit is not None and hit[0] == key:
+        return hit[1], hit[2]
+    scale = g[channels] * torch.rsqrt(var[channels] + bn.eps)
+    weight = w * scale.view(-1, 1, 1, 1)  # keeps the weight's memory format
+    bias = b[channels] - mean[channels] * scale
+    _FOLDED[conv] = (key, weight, bias)
+    return weight, bias
+
+
+def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, channels: slice = slice(None)) -> torch.Tensor:
+    """``bn(conv(x))`` (``bn[channels]`` when the BN spans several convs), one conv with BN folded in when
+    `folds_bn`; else the layers as they are."""
+    if folds_bn(bn, conv):
+        return conv._conv_forward(x, *_folded(conv, bn, channels))
+    if channels == slice(None):
+        return bn(conv(x))
+    raise ValueError("a BN shared by several convs is applied by its owner outside inference")
+
+
+def drop_folded(module: nn.Module) -> None:
+    """Forget the folded weights of every conv in ``module`` (they are rebuilt on the next inference call)."""
+    for m in module.modules():
+        _FOLDED.pop(m, None)
+
+
+class ConvBN(nn.Sequential):
+    """[pool ->] conv -> BN, no ReLU: the ImageNet/CIFAR stem, and the projections to the cell's width."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.Module, pool: nn.Module | None = None) -> None:
+        layers = OrderedDict(pool=pool) if pool is not None else OrderedDict()
+        super().__init__(OrderedDict(layers, conv=conv, bn=bn))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if "pool" in self._modules:
+            x = self.pool(x)
+        return conv_bn(self.conv, self.bn, x)
+
+
+# --- ops that start with a ReLU -------------------------------------------------------------------------------
+class ReLUFirst(nn.Sequential):
+    """An op whose first layer is ReLU (the ``act`` child). ``forward(x) == body(relu(x))``; a cell shares
+    the ReLU of a state among all the ops reading it by calling `body` directly."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.act(x))
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class ReLUConvBN(ReLUFirst):
     """ReLU -> conv (TF "SAME") -> BN: the paper's plain convolutions and the projections."""
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, norm: Norm, dilation: int = 1) -> None:
@@ -87,8 +169,11 @@ class ReLUConvBN(nn.Sequential):
             )
         )
 
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        return conv_bn(self.conv, self.bn, x)
 
-class FactorizedConv(nn.Sequential):
+
+class FactorizedConv(ReLUFirst):
     """ReLU -> 1xk conv -> kx1 conv -> BN (the paper's "1x3 then 3x1" and "1x7 then 7x1")."""
 
     def __init__(self, c_in: int, c_out: int, k: int, stride: int, norm: Norm) -> None:
@@ -101,39 +186,48 @@ class FactorizedConv(nn.Sequential):
             )
         )
 
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        return conv_bn(self.conv2, self.bn, self.conv1(x))
 
-class SepConvStack(nn.Sequential):
+
+class SepConvStack(ReLUFirst):
     """Twice (ReLU -> depthwise kxk -> pointwise 1x1 -> BN); the stride is on the first depthwise conv only.
 
     The first pointwise conv already maps to ``c_out`` (it matters when the input is wider, e.g. the raw stem
-    output feeding the first stem cell), as in TF-slim.
+    output feeding the first stem cell), as in TF-slim. The second ReLU works in place: its input is the
+    first BN's output, which nothing else reads (BN's backward needs its input, not its output).
     """
 
     def __init__(self, c_in: int, c_out: int, k: int, stride: int, norm: Norm) -> None:
         super().__init__(
             OrderedDict(
-                act1=nn.ReLU(),
+                act=nn.ReLU(),
                 dw1=SameConv2d(c_in, c_in, k, stride, groups=c_in),
                 pw1=SameConv2d(c_in, c_out, 1),
                 bn1=norm(c_out),
-                act2=nn.ReLU(),
+                act2=nn.ReLU(inplace=True),
                 dw2=SameConv2d(c_out, c_out, k, 1, groups=c_out),
                 pw2=SameConv2d(c_out, c_out, 1),
                 bn2=norm(c_out),
             )
         )
 
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act2(conv_bn(self.pw1, self.bn1, self.dw1(x)))
+        return conv_bn(self.pw2, self.bn2, self.dw2(x))
 
-def conv_bn(c_in: int, c_out: int, norm: Norm) -> nn.Sequential:
-    """1x1 conv -> BN, no ReLU: the projection after a pool whose input has another width."""
-    return nn.Sequential(OrderedDict(conv=SameConv2d(c_in, c_out, 1), bn=norm(c_out)))
+
+def projection(c_in: int, c_out: int, norm: Norm) -> ConvBN:
+    """1x1 conv -> BN, no ReLU: brings an input state in the concat list to the cell's width."""
+    return ConvBN(SameConv2d(c_in, c_out, 1), norm(c_out))
 
 
 def pool(kind: str, k: int, c_in: int, c_out: int, stride: int, norm: Norm) -> nn.Module:
+    """A pool, followed by a 1x1 conv + BN (no ReLU) when the input has another width than the cell."""
     p = SamePool2d(kind, k, stride)
     if c_in == c_out:
         return p
-    return nn.Sequential(OrderedDict(pool=p, conv=SameConv2d(c_in, c_out, 1), bn=norm(c_out)))
+    return ConvBN(SameConv2d(c_in, c_out, 1), norm(c_out), pool=p)
 
 
 def identity(c_in: int, c_out: int, stride: int, norm: Norm) -> nn.Module:
@@ -156,11 +250,25 @@ class FactorizedReduce(nn.Module):
         self.bn = norm(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        path1 = self.conv1(x[:, :, ::2, ::2])
+        x1 = x[:, :, ::2, ::2]
         if x.shape[-2] % 2 or x.shape[-1] % 2:  # the pad's zero row/column falls on the shifted grid
             x = F.pad(x, (0, 1, 0, 1))
-        path2 = self.conv2(x[:, :, 1::2, 1::2])
-        return self.bn(torch.cat([path1, path2], 1))
+        x2 = x[:, :, 1::2, 1::2]
+        if folds_bn(self.bn, self.conv1, self.conv2):  # each half of the BN folds into its own conv
+            half = self.conv1.out_channels
+            return torch.cat([conv_bn(self.conv1, self.bn, x1, slice(0, half)),
+                              conv_bn(self.conv2, self.bn, x2, slice(half, None))], 1)  # fmt: skip
+        return self.bn(torch.cat([self.conv1(x1), self.conv2(x2)], 1))
+
+
+class ReLUReduce(ReLUFirst):
+    """ReLU -> `FactorizedReduce`: how a cell brings the input two cells back to its resolution."""
+
+    def __init__(self, c_in: int, c_out: int, norm: Norm) -> None:
+        super().__init__(OrderedDict(act=nn.ReLU(), reduce=FactorizedReduce(c_in, c_out, norm)))
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reduce(x)
 
 
 def drop_path(x: torch.Tensor, keep_prob: float | torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,62 @@
+"""The benchmark's bookkeeping (no timing here: speed is measured by ``python -m benchmarks.run``)."""
+
+from benchmarks.models import MODELS, eval_configs, train_configs
+from benchmarks.run import markdown, targets, update_readme
+
+
+def test_configuration_labels_are_unique_per_group():
+    for model in MODELS:
+        for configs in (eval_configs(model), train_configs(model)):
+            labels = [c.label for c in configs]
+            assert len(set(labels)) == len(labels)
+    assert [c.label for c in eval_configs("large")] == [
+        "ours (NCHW)", "ours", "ours + torch.compile", "timm nasnetalarge", "timm nasnetalarge + channels_last",
+        "Cadene", "Cadene + channels_last",
+    ]  # fmt: skip
+
+
+def eval_row(model, config, img_s, peer, pct_peak=40.0):
+    return dict(model=model, batch=8, config=config, img_s=img_s, peer=peer, pct_peak=pct_peak)
+
+
+def train_row(model, config, seconds, peak_mib, vs_cadene=None, grad_ckpt=False):
+    return dict(model=model, config=config, seconds=seconds, peak_mib=peak_mib, vs_cadene=vs_cadene,
+                vs_cadene_cl=vs_cadene, grad_ckpt=grad_ckpt)  # fmt: skip
+
+
+def test_targets_are_ratios_within_the_run():
+    ev = [eval_row("mobile", "ours", 30.0, False), eval_row("large", "ours", 2.0, False, pct_peak=55.0)]
+    ev[0]["vs_fastest_peer"], ev[1]["vs_fastest_peer"] = 1.6, 1.2
+    tr = [
+        train_row("mobile", "ours", 1.0, 1000.0, vs_cadene=1.3),
+        train_row("mobile", "ours + grad checkpointing", 1.4, 500.0, grad_ckpt=True),
+    ]
+    got = {t["target"]: (t["measured"], t["met"]) for t in targets(ev, tr)}
+    assert got["eval mobile bs8 >= 1.5x the fastest peer configuration"] == ("1.60x", True)
+    assert got["eval large bs8 >= 1.5x the fastest peer configuration"] == ("1.20x", False)
+    assert got["eval large bs8 >= 50 % of the matmul peak"] == ("55 %", True)
+    assert got["training mobile bs16 >= 1.2x Cadene (as released, NCHW)"] == ("1.30x", True)
+    assert got["grad checkpointing cuts mobile peak training memory >= 40 %"] == ("50 %", True)
+    assert got["grad checkpointing costs mobile <= 35 % extra time"] == ("+40 %", False)
+
+
+def test_report_and_readme_block(tmp_path):
+    results = dict(
+        machine=dict(date="d", cpu="c", device="cpu", threads=2, dtype="fp32", torch="t", quick=True, warmup=1,
+                     repeats=2, min_seconds=2.0),
+        matmul=dict(n=8, dtype="float32"),
+        eval=[dict(model="mobile", batch=1, config="ours", seconds=0.01, img_s=100.0, gflops=1.0, pct_peak=1.0,
+                   vs_fastest_peer=1.25, compile_s=None, matmul_gflops=100.0)],
+        train=[], search=None, targets=[dict(target="t", measured="1.25x", met=False)],
+    )  # fmt: skip
+    md = markdown(results)
+    assert "| mobile | 1 | ours | 10.0 | 100.00 | 1 | 1 | 1.25x |" in md
+    assert "not measured yet" in md and "| t | 1.25x | no |" in md and "100-100 GFLOP/s" in md
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- benchmark table: start -->\nold\n<!-- benchmark table: end -->\ntail\n")
+    assert update_readme(md, readme)
+    text = readme.read_text()
+    assert "old" not in text and md in text and text.endswith("tail\n")
+    no_markers = tmp_path / "OTHER.md"
+    no_markers.write_text("x")
+    assert not update_readme(md, no_markers) and no_markers.read_text() == "x"

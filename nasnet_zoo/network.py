@@ -117,8 +117,10 @@ class NASNet(nn.Module):
         drop_path_rate: maximum ScheduledDropPath probability (default ``1 - config.drop_path_keep_prob``).
         aux_head: build the auxiliary classifier (used in training mode only).
         global_pool: timm pool type for the head.
-        channels_last: keep the weights in channels_last memory format, so every activation follows (the fast
-            layout for CPU and GPU convolutions; inputs in either layout work).
+        channels_last: run the activations in channels_last memory format (the input is converted at the stem and
+            every layer follows): the fast layout for CPU and GPU convolutions. The parameters keep PyTorch's
+            standard layout, so state dicts save anywhere (safetensors needs contiguous tensors); the training
+            loop can put them in channels_last too (`TrainConfig.channels_last`).
     """
 
     def __init__(
@@ -209,8 +211,7 @@ class NASNet(nn.Module):
         self.register_buffer("drop_path_progress", torch.zeros(()), persistent=False)
         self._init_weights()
         self._share_relus()
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
+        self.channels_last = channels_last
 
     def _share_relus(self) -> None:
         """Let each cell output be activated once, by its producer, when no reader needs it raw (see cell.py).
@@ -261,6 +262,8 @@ class NASNet(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
         """Run stem and cells; return the ReLU of the last output, the (ReLU'd) feature levels in ``take``, and
         the aux head's input."""
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.stem(x)
         feats: list[torch.Tensor] = []
         if take is not None and 0 in take:

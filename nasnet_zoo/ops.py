@@ -44,6 +44,12 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
     return total // 2, total - total // 2
 
 
+def layout(x: torch.Tensor) -> torch.memory_format:
+    """``x``'s memory format: channels_last when channels are its innermost dimension (also in a strided view
+    of such a tensor), else the standard one."""
+    return torch.channels_last if x.ndim == 4 and x.stride(1) == 1 else torch.contiguous_format
+
+
 class SameConv2d(nn.Conv2d):
     """A bias-free `Conv2d` with TF "SAME" padding for every input size (asymmetric only when needed)."""
 
@@ -59,6 +65,8 @@ class SameConv2d(nn.Conv2d):
         super().__init__(c_in, c_out, kernel_size, stride, 0, dilation, groups, bias=False)
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if layout(x) == torch.channels_last:  # the output follows the input's layout, whatever the weight's
+            weight = weight.contiguous(memory_format=torch.channels_last)
         top, bottom = same_padding(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
         left, right = same_padding(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
         if top == bottom and left == right:
@@ -100,17 +108,20 @@ def folds_bn(bn: nn.Module, *convs: nn.Module) -> bool:
     return not any(m._forward_hooks or m._forward_pre_hooks for m in (bn, *convs))
 
 
-def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d, channels: slice) -> tuple[torch.Tensor, torch.Tensor]:
-    """``conv``'s weight and a bias with ``bn[channels]`` folded in: ``bn(conv(x)) == conv'(x)``. Cached."""
+def _folded(
+    conv: nn.Conv2d, bn: nn.BatchNorm2d, channels: slice, layout: torch.memory_format
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``conv``'s weight and a bias with ``bn[channels]`` folded in: ``bn(conv(x)) == conv'(x)``; the weight in
+    the ``layout`` of the input (so the conv needs no per-call copy of it). Cached."""
     w, g, b, mean, var = conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var
     key = (w._version, g._version, b._version, mean._version, var._version,  # in-place changes
            w.data_ptr(), g.data_ptr(), b.data_ptr(), mean.data_ptr(), var.data_ptr(),  # new storage
-           channels.start, bn.eps)  # fmt: skip
+           channels.start, bn.eps, layout)  # fmt: skip
     hit = _FOLDED.get(conv)
     if hit is not None and hit[0] == key:
         return hit[1], hit[2]
     scale = g[channels] * torch.rsqrt(var[channels] + bn.eps)
-    weight = w * scale.view(-1, 1, 1, 1)  # keeps the weight's memory format
+    weight = (w * scale.view(-1, 1, 1, 1)).contiguous(memory_format=layout)
     bias = b[channels] - mean[channels] * scale
     _FOLDED[conv] = (key, weight, bias)
     return weight, bias
@@ -120,7 +131,7 @@ def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, channels: slic
     """``bn(conv(x))`` (``bn[channels]`` when the BN spans several convs), one conv with BN folded in when
     `folds_bn`; else the layers as they are."""
     if folds_bn(bn, conv):
-        return conv._conv_forward(x, *_folded(conv, bn, channels))
+        return conv._conv_forward(x, *_folded(conv, bn, channels, layout(x)))
     if channels == slice(None):
         return bn(conv(x))
     raise ValueError("a BN shared by several convs is applied by its owner outside inference")
@@ -250,10 +261,11 @@ class FactorizedReduce(nn.Module):
         self.bn = norm(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = x[:, :, ::2, ::2]
+        fmt = layout(x)  # the strided views are made dense in it (a conv may not see it in a view)
+        x1 = x[:, :, ::2, ::2].contiguous(memory_format=fmt)
         if x.shape[-2] % 2 or x.shape[-1] % 2:  # the pad's zero row/column falls on the shifted grid
             x = F.pad(x, (0, 1, 0, 1))
-        x2 = x[:, :, 1::2, 1::2]
+        x2 = x[:, :, 1::2, 1::2].contiguous(memory_format=fmt)
         if folds_bn(self.bn, self.conv1, self.conv2):  # each half of the BN folds into its own conv
             half = self.conv1.out_channels
             return torch.cat([conv_bn(self.conv1, self.bn, x1, slice(0, half)),

@@ -51,7 +51,7 @@ def test_report_and_readme_block(tmp_path):
     )  # fmt: skip
     md = markdown(results)
     assert "| mobile | 1 | ours | 10.0 | 100.00 | 1 | 1 | 1.25x |" in md
-    assert "not measured yet" in md and "| t | 1.25x | no |" in md and "100-100 GFLOP/s" in md
+    assert "skipped in this run" in md and "| t | 1.25x | no |" in md and "100-100 GFLOP/s" in md
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- benchmark table: start -->\nold\n<!-- benchmark table: end -->\ntail\n")
     assert update_readme(md, readme)

@@ -5,6 +5,7 @@ import copy
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 import nasnet_zoo
@@ -40,7 +41,8 @@ def calibrated(m: nn.Module, size: int) -> nn.Module:
 
 def exact(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The layers as written (autograd on: nothing is folded), NCHW, every ReLU where TF-slim has it."""
-    ref = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    ref = copy.deepcopy(model)
+    ref.channels_last = False
     for name in ref.layer_names:
         cell = getattr(ref, name)
         cell.relu_output, cell.relu_inputs = False, (False, False)
@@ -56,7 +58,6 @@ def fast(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("name, size", CASES)
 def test_default_inference_path_matches_the_exact_layers(name, size):
     m = small(name, size)
-    assert m.stem.conv.weight.is_contiguous(memory_format=torch.channels_last)  # the default layout
     x = torch.randn(2, 3, size, size)
     ref, out = exact(m, x), fast(m, x)
     assert ref.abs().max() > 1.0
@@ -71,7 +72,8 @@ def test_default_inference_path_matches_the_exact_layers(name, size):
 
 
 def exact_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    ref = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    ref = copy.deepcopy(model)
+    ref.channels_last = False
     with torch.enable_grad():
         return ref.forward_features(x).detach()
 
@@ -89,7 +91,7 @@ def test_fast_path_is_as_close_to_float64_as_the_exact_layers():
 def test_sharing_relus_is_bitwise_the_same_function():
     mobile = nasnet_zoo.create_model("nasnet_a_mobile")
     assert all(getattr(mobile, n).relu_output for n in mobile.layer_names)  # no reader needs a raw output
-    m = small("nasnet_imagenet").to(memory_format=torch.contiguous_format)  # at toy width one reader does
+    m = small("nasnet_imagenet")  # at toy width one reader does
     assert not all(getattr(m, n).relu_output for n in m.layer_names)
     plain = copy.deepcopy(m)
     for name in plain.layer_names:
@@ -173,10 +175,20 @@ def test_eval_with_autograd_uses_the_layers_and_trains_them():
     assert sep.pw1.weight.grad is not None and sep.bn1.weight.grad is not None
 
 
-def test_nchw_is_still_available():
-    m = nasnet_zoo.create_model("nasnet_imagenet", channels_last=False, **SMALL)
-    assert m.stem.conv.weight.is_contiguous()
-    assert m(torch.randn(1, 3, 40, 40)).shape == (1, 1000)
+def test_activations_run_channels_last_and_parameters_save_anywhere(tmp_path):
+    m = small("nasnet_imagenet").eval()
+    x = torch.randn(2, 3, 40, 40)
+    with torch.no_grad():
+        feats = m.forward_features(x)
+    assert feats.is_contiguous(memory_format=torch.channels_last) and not feats.is_contiguous()
+    assert all(p.is_contiguous() for p in m.state_dict().values())  # the standard layout: safetensors takes it
+    save_file(m.state_dict(), tmp_path / "m.safetensors")
+    nchw = nasnet_zoo.create_model("nasnet_imagenet", channels_last=False, **SMALL).eval()
+    nchw.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        out = nchw.forward_features(x)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, feats, rtol=0, atol=1e-5)
 
 
 def test_conv_bn_folds_only_for_inference():

@@ -66,7 +66,9 @@ class Config:
         if self.grad_ckpt:
             m.set_grad_checkpointing()
         m = m.to(device)
-        return torch.compile(m, dynamic=False) if self.compiled else m
+        if self.compiled:  # ours only: the library's compiled eval path (inductor with freezing)
+            return m.compile_for_inference()
+        return m
 
     def input(self, batch: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
         """A batch as a user would pass it: NCHW for ours (the model takes either), channels_last for a peer run

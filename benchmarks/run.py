@@ -77,7 +77,6 @@ def eval_section(model: str, args: argparse.Namespace, device: torch.device, mm:
         with torch.no_grad(), autocast(device):
             for c in configs:
                 if c.compiled:  # a fresh compile per batch size (dynamic=False); its first call compiles
-                    torch._inductor.config.freezing = True  # weights as constants: inductor's CPU inference setup
                     built[c] = c.build(device).eval()
                     t0 = time.perf_counter()
                     built[c](inputs[c])

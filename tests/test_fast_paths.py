@@ -1,4 +1,4 @@
-"""The fast paths compute the exact model: channels_last weights, BN folded into convs for inference (and its
+"""The fast paths compute the exact model: channels_last activations, BN folded into convs for inference (and its
 cache), and each ReLU computed once per tensor. Small models, small inputs; no timings (see benchmarks/)."""
 
 import copy
@@ -217,3 +217,14 @@ def test_hooked_layers_run_as_layers():
     assert seen == ["pw1", "bn2"]
     for h in handles:
         h.remove()
+
+
+def test_compile_for_inference_matches_the_exact_layers():
+    # Inductor with freezing: BN folded, weights prepacked, convs fused with their ReLUs and adds.
+    m = small("nasnet_imagenet")
+    x = torch.randn(2, 3, 64, 64)
+    ref = exact(m, x)
+    with torch.inference_mode():
+        out = m.compile_for_inference()(x)
+    assert not m.training and ref.abs().max() > 1.0
+    assert (out - ref).abs().max() <= 1e-4

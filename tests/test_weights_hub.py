@@ -376,3 +376,42 @@ def test_cli_list_and_info_show_tags_sources_and_cache(keras_tag, mobile_cache, 
     assert tf["tag"] == "tf_in1k" and tf["format"] == "keras" and tf["md5"] == keras_tag.md5
     assert tf["cached"] == str(cached_file("nasnet_a_mobile", "tf_in1k", mobile_cache))
     assert describe_weights("nasnet_a_large", mobile_cache)[0]["cached"] is None
+
+
+def test_fresh_hub_download_is_checked_against_its_sha256(tmp_path, monkeypatch):
+    """What hf_hub_download leaves in the cache is hashed once, against the blob name (the Hub's LFS sha256)."""
+    torch.manual_seed(3)
+    model = nasnet_zoo.create_model("nasnet_cifar", num_cells=3, filters=8)
+    timm.models.save_for_hf(model, tmp_path / "out", safe_serialization=True)
+    repo, rev = "nasnet-zoo-test/small", "89abcdef0123456789abcdef0123456789abcdef"
+    name = f"hf-hub:{repo}@{rev}"
+    served = {n: (tmp_path / "out" / n).read_bytes() for n in ("model.safetensors", "config.json")}
+    calls = []
+
+    def download(repo_id: str, filename: str, revision: str | None = None, cache_dir=None, **kw) -> str:
+        calls.append(filename)  # "downloads" the served bytes, corrupted when asked to (a flipped last byte)
+        snapshot = Path(cache_dir) / f"models--{repo_id.replace('/', '--')}" / "snapshots" / revision
+        if (snapshot / filename).exists():
+            return str(snapshot / filename)
+        data = served[filename]
+        blob = Path(cache_dir) / f"models--{repo_id.replace('/', '--')}" / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data[:-1] + bytes([data[-1] ^ 1]) if corrupt and filename.endswith(".safetensors") else data)
+        snapshot.mkdir(parents=True, exist_ok=True)
+        (snapshot / filename).symlink_to(blob)
+        return str(snapshot / filename)
+
+    monkeypatch.setattr("nasnet_zoo.weights.hub.hf_hub_download", download)
+    monkeypatch.setattr("timm.models._hub.hf_hub_download", download)
+    corrupt = True
+    with pytest.raises(WeightsError, match=r"arrived with sha256 [0-9a-f]{64}, not the [0-9a-f]{64} the Hub lists"):
+        nasnet_zoo.create_model(name, pretrained=True, cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache").rglob("*.safetensors")) and not [
+        b
+        for b in (tmp_path / "cache").rglob("blobs/*")
+        if hashlib.sha256(served["model.safetensors"]).hexdigest() in b.name
+    ]  # the corrupt download is gone
+    corrupt = False
+    loaded = nasnet_zoo.create_model(name, pretrained=True, cache_dir=tmp_path / "cache")
+    _equal_state(loaded, model.state_dict())
+    assert "model.safetensors" in calls

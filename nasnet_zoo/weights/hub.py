@@ -8,8 +8,9 @@ pretrained=True)`` take the same path:
 2. make the weight file local and check it, before anything is loaded:
 
    * Hub weights (``timm``/``zoo`` formats, or any ``hf_hub_id``): ``hf_hub_download`` at the pinned revision
-     (huggingface_hub's cache, ``cache_dir`` and ``HF_HUB_OFFLINE``), then the safetensors header is checked
-     against the file's size, which catches truncation;
+     (huggingface_hub's cache, ``cache_dir`` and ``HF_HUB_OFFLINE``); a file downloaded now is checked against
+     the sha256 the Hub lists for it (its LFS object id), and every file's safetensors header against its size,
+     which catches truncation;
    * Keras weights: the cached conversion when there is one, and nothing else is read; otherwise the ``.h5``
      is downloaded into a temporary folder inside the cache, checked against Keras's md5, converted and written
      atomically as safetensors (``cache_dir/nasnet_zoo``, default torch.hub's ``checkpoints/nasnet_zoo``,
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import tempfile
 from collections.abc import Callable
 from os import PathLike
@@ -107,6 +109,7 @@ def fetch_hub(what: str, hf_hub_id: str, filename: str, cache_dir: str | PathLik
     where = f"{filename} of https://huggingface.co/{repo}" + (f" at revision {revision}" if revision else "")
     if not filename.endswith(".safetensors"):
         raise WeightsError(f"{what}: {where}: the zoo loads Hub weights from safetensors files only")
+    fresh = not isinstance(try_to_load_from_cache(repo, filename, cache_dir=cache_dir, revision=revision or None), str)
     try:
         path = Path(hf_hub_download(repo, filename, revision=revision or None, cache_dir=cache_dir))
     except LocalEntryNotFoundError as e:
@@ -120,8 +123,27 @@ def fetch_hub(what: str, hf_hub_id: str, filename: str, cache_dir: str | PathLik
         raise WeightsError(f"{what}: {where} does not exist; check the tag's hf_hub_id in the zoo table") from e
     except (HfHubHTTPError, OSError) as e:
         raise WeightsError(f"{what}: downloading {where} failed ({e}); check the connection and try again") from e
+    if fresh:
+        _check_sha256(path, what, where)
     _check_safetensors(path, what, f"delete {path.resolve()} and load again to download it anew")
     return path
+
+
+def _check_sha256(path: Path, what: str, where: str) -> None:
+    """A file just downloaded must hash to the sha256 the Hub lists for it at the pinned revision: a large file's
+    Git LFS object id, which huggingface_hub's cache uses as the name of the blob the snapshot links to. A file
+    stored in git itself, or a cache without symlinks, names no sha256 (the safetensors check still runs)."""
+    blob = path.resolve()
+    if re.fullmatch(r"[0-9a-f]{64}", blob.name) is None:
+        return
+    digest = file_digest(blob)
+    if digest != blob.name:
+        blob.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        raise WeightsError(
+            f"{what}: {where} arrived with sha256 {digest}, not the {blob.name} the Hub lists for it: the download "
+            "was corrupted on the way and is deleted; load again to download it anew"
+        )
 
 
 def fetch_keras(name: str, tag: str, weights: Weights, cache_dir: str | PathLike[str] | None = None) -> Path:

@@ -98,9 +98,7 @@ def measure(quick: bool = False, device: Any = None, threads: int = 1) -> dict[s
     budget = 4 if quick else 20
     r = run_one("process", 2, budget)
     return dict(
-        children_per_minute=r["children_per_minute"],
-        setup=f"cpu-digits, PPO, process backend, 2 workers x 1 thread, {budget} children, wall incl. worker start",
-        **r,
+        r, setup=f"cpu-digits, PPO, process backend, 2 workers x 1 thread, {budget} children, wall incl. worker start"
     )
 
 

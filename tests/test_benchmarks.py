@@ -60,3 +60,18 @@ def test_report_and_readme_block(tmp_path):
     no_markers = tmp_path / "OTHER.md"
     no_markers.write_text("x")
     assert not update_readme(md, no_markers) and no_markers.read_text() == "x"
+
+
+def test_search_hook_reports_what_the_search_benchmark_measured(monkeypatch):
+    import benchmarks.search as search_bench
+
+    measured = dict(backend="process", workers=2, children=4, children_per_minute=3.5, controller_share=0.01)
+    monkeypatch.setattr(search_bench, "run_one", lambda backend, workers, budget: dict(measured, children=budget))
+    got = search_bench.measure(quick=True)
+    assert got["children_per_minute"] == 3.5 and got["children"] == 4 and "process backend, 2 workers" in got["setup"]
+    results = dict(
+        machine=dict(date="d", cpu="c", device="cpu", threads=2, dtype="fp32", torch="t", quick=True, warmup=1,
+                     repeats=2, min_seconds=2.0),
+        matmul=dict(n=8, dtype="float32"), eval=[], train=[], search=got, targets=[],
+    )  # fmt: skip
+    assert "**Search**: 3.50 children per minute (cpu-digits, PPO, process backend" in markdown(results)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from tests.helpers import num_threads
+from nasnet_zoo.search.controller import torch_threads as num_threads
 
 torch.set_num_threads(2)
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -67,14 +65,3 @@ def write_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog", "fo
         (root / c).mkdir(parents=True)
         for i in range(per_class):
             Image.fromarray(rng.integers(0, 256, (30 + i, 40, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
-
-
-@contextlib.contextmanager
-def num_threads(n: int) -> Iterator[None]:
-    """Run a block with ``n`` torch threads, restoring the previous count after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

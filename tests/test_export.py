@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nasnet_zoo.search.controller import torch_threads as num_threads
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -19,7 +20,6 @@ from nasnet_zoo.export import ExportCheckError, export_model
 from nasnet_zoo.finetune import save_finetuned
 from nasnet_zoo.train import TrainConfig, fit
 from nasnet_zoo.zoo import create_model
-from tests.helpers import num_threads
 
 onnxruntime = pytest.importorskip("onnxruntime")  # the export extra; CI installs it
 

@@ -13,6 +13,7 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
+from nasnet_zoo.search.controller import torch_threads as num_threads
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -32,7 +33,7 @@ from nasnet_zoo.finetune import (
 )
 from nasnet_zoo.weights import WeightsError
 from nasnet_zoo.weights.common import WeightsUnavailableError
-from tests.helpers import num_threads, write_image_folder
+from tests.helpers import write_image_folder
 
 TINY = dict(num_cells=3, filters=8, in_chans=1, img_size=8)  # 72k parameters on the 8x8 digits
 TINY_ARGS = ["--num-cells", "3", "--filters", "8", "--in-chans", "1", "--img-size", "8", "--workers", "0"]

@@ -274,7 +274,8 @@ class NASNet(nn.Module):
         the aux head's input."""
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        x = self.stem(x)
+        ckpt = self.grad_checkpointing and self.training and not torch.jit.is_scripting()
+        x = checkpoint(self.stem, x, use_reentrant=False) if ckpt else self.stem(x)
         feats: list[torch.Tensor] = []
         if take is not None and 0 in take:
             feats.append(F.relu(x))
@@ -286,10 +287,7 @@ class NASNet(nn.Module):
             cell = getattr(self, name)
             prev = outs[self._prev[i]] if len(outs) >= -self._prev[i] else None
             keep = self._keep_prob(i)
-            if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
-                x = checkpoint(cell, outs[-1], prev, keep, use_reentrant=False)
-            else:
-                x = cell(outs[-1], prev, keep)
+            x = checkpoint(cell, outs[-1], prev, keep, use_reentrant=False) if ckpt else cell(outs[-1], prev, keep)
             outs = [*outs[-2:], x]
             if level < len(self._feature_layers) and i == self._feature_layers[level]:
                 if take is not None and level in take:
@@ -365,7 +363,7 @@ class NASNet(nn.Module):
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each cell in the backward pass instead of storing its activations."""
+        """Recompute the stem and each cell in the backward pass instead of storing their activations."""
         self.grad_checkpointing = enable
 
     @torch.jit.ignore

@@ -236,10 +236,11 @@ class NASNet(nn.Module):
         """The fastest exact eval path: this model in eval mode under `torch.compile` with inductor's freezing.
 
         Freezing makes the weights constants, so inductor folds every BN, lays the weights out for the hardware
-        and fuses convs with the ReLUs and adds around them (on 2 CPU cores about 1.5x the eager model; see
-        benchmarks/). The first call of each input shape compiles (about a minute for NASNet-A on 2 cores);
-        call it under `torch.inference_mode()` or `torch.no_grad()`. Later changes to the weights are not
-        seen: compile again after loading others. ``options`` are more inductor settings."""
+        and fuses the memory-bound ReLUs, pools, adds and concats (on 2 CPU cores: 1.2x-1.5x the eager model for
+        mobile, about 1.0x for large, whose time is nearly all 1x1 convs; see benchmarks/). The first call of
+        each input shape compiles (about a minute for NASNet-A on 2 cores); call it under
+        `torch.inference_mode()` or `torch.no_grad()`. Later changes to the weights are not seen: compile again
+        after loading others. ``options`` are more inductor settings."""
         return torch.compile(self.eval(), dynamic=False, options={"freezing": True, **options})
 
     def train(self, mode: bool = True) -> NASNet:

@@ -109,19 +109,19 @@ def folds_bn(bn: nn.Module, *convs: nn.Module) -> bool:
 
 
 def _folded(
-    conv: nn.Conv2d, bn: nn.BatchNorm2d, channels: slice, layout: torch.memory_format
+    conv: nn.Conv2d, bn: nn.BatchNorm2d, channels: slice, fmt: torch.memory_format
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``conv``'s weight and a bias with ``bn[channels]`` folded in: ``bn(conv(x)) == conv'(x)``; the weight in
-    the ``layout`` of the input (so the conv needs no per-call copy of it). Cached."""
+    the memory format ``fmt`` of the input (so the conv needs no per-call copy of it). Cached."""
     w, g, b, mean, var = conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var
     key = (w._version, g._version, b._version, mean._version, var._version,  # in-place changes
            w.data_ptr(), g.data_ptr(), b.data_ptr(), mean.data_ptr(), var.data_ptr(),  # new storage
-           channels.start, bn.eps, layout)  # fmt: skip
+           channels.start, bn.eps, fmt)  # fmt: skip
     hit = _FOLDED.get(conv)
     if hit is not None and hit[0] == key:
         return hit[1], hit[2]
     scale = g[channels] * torch.rsqrt(var[channels] + bn.eps)
-    weight = (w * scale.view(-1, 1, 1, 1)).contiguous(memory_format=layout)
+    weight = (w * scale.view(-1, 1, 1, 1)).contiguous(memory_format=fmt)
     bias = b[channels] - mean[channels] * scale
     _FOLDED[conv] = (key, weight, bias)
     return weight, bias

@@ -232,16 +232,16 @@ class NASNet(nn.Module):
         """The ReLU of the output of plan entry ``i`` (-1: the stem), unless it is activated already."""
         return x if i >= 0 and getattr(self, self.layer_names[i]).relu_output else F.relu(x)
 
-    def compile_for_inference(self, **options: Any) -> nn.Module:
-        """The fastest exact eval path: this model in eval mode under `torch.compile` with inductor's freezing.
+    def compile_for_inference(self, **options: Any) -> FrozenNASNet:
+        """The fastest exact eval path: this model in eval mode, compiled by inductor with freezing.
 
-        Freezing makes the weights constants, so inductor folds every BN, lays the weights out for the hardware
-        and fuses the memory-bound ReLUs, pools, adds and concats (on 2 CPU cores: 1.2x-1.5x the eager model for
-        mobile, about 1.0x for large, whose time is nearly all 1x1 convs; see benchmarks/). The first call of
-        each input shape compiles (about a minute for NASNet-A on 2 cores); call it under
-        `torch.inference_mode()` or `torch.no_grad()`. Later changes to the weights are not seen: compile again
-        after loading others. ``options`` are more inductor settings."""
-        return torch.compile(self.eval(), dynamic=False, options={"freezing": True, **options})
+        Freezing makes the weights constants, so inductor folds every BN, prepacks the weights for oneDNN and
+        fuses each conv with the ReLU or add after it, and the pools, concats and pads with their neighbours
+        (on 2 CPU cores: about 1.6x the eager model for mobile, 1.1x for large, whose time is nearly all 1x1
+        convs; see benchmarks/). The first call of each input shape compiles (about a minute for NASNet-A on
+        2 cores). Later changes to the weights are not seen: compile again after loading others. ``options``
+        are more inductor settings."""
+        return FrozenNASNet(torch.compile(self.eval(), dynamic=False, options=options))
 
     def train(self, mode: bool = True) -> NASNet:
         """`nn.Module.train`; entering training also frees the cached inference weights (BN folded in)."""
@@ -379,3 +379,24 @@ class NASNet(nn.Module):
         """Parameter names to exempt from weight decay: none (TF-slim decays every conv and FC weight and no
         BN parameter; BN parameters are excluded by timm's optimizer factory on its own, being 1-d)."""
         return set()
+
+
+class FrozenNASNet(nn.Module):
+    """What `NASNet.compile_for_inference` returns: the compiled model, called without autograd and with
+    inductor's ``freezing`` on.
+
+    Freezing has to be on in inductor's global config while dynamo traces (that is when the parameters are
+    marked as constants; ``torch.compile(options={"freezing": True})`` reaches inductor only afterwards and
+    leaves them graph inputs, so nothing is folded), and autograd has to be off; each call sets both for its
+    duration, so the user's other compiled models are left alone.
+    """
+
+    def __init__(self, compiled: nn.Module) -> None:
+        super().__init__()
+        self.compiled = compiled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch._inductor import config  # loaded by torch.compile anyway; not on `import nasnet_zoo`
+
+        with torch.no_grad(), config.patch(freezing=True):
+            return self.compiled(x)

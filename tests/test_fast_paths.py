@@ -219,12 +219,19 @@ def test_hooked_layers_run_as_layers():
         h.remove()
 
 
-def test_compile_for_inference_matches_the_exact_layers():
-    # Inductor with freezing: BN folded, weights prepacked, convs fused with their ReLUs and adds.
+def test_compile_for_inference_is_frozen_and_matches_the_exact_layers():
+    # Inductor with freezing: BN folded, weights prepacked, convs fused with their ReLUs and adds. Called as a
+    # user would, autograd on: the model turns it off itself (freezing needs that).
     m = small("nasnet_imagenet")
     x = torch.randn(2, 3, 64, 64)
     ref = exact(m, x)
-    with torch.inference_mode():
-        out = m.compile_for_inference()(x)
-    assert not m.training and ref.abs().max() > 1.0
+    compiled = m.compile_for_inference()
+    out = compiled(x)
+    assert not m.training and ref.abs().max() > 1.0 and not out.requires_grad
     assert (out - ref).abs().max() <= 1e-4
+    # Frozen: the weights are constants of the compiled code, so changing the model's no longer shows (with
+    # the weights as graph inputs, as torch.compile(options={"freezing": True}) leaves them, it would).
+    with torch.no_grad():
+        m.cell_0.pre0.conv.weight.mul_(-1)
+    assert torch.equal(compiled(x), out)
+    assert (fast(m, x) - out).abs().max() > 1e-2

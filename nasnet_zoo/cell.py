@@ -9,6 +9,8 @@
    output resolution (factorized reduction, or 1x1 conv + BN; no ReLU), like TF's ``_combine_unused_states``.
 
 Every ReLU is computed once per tensor: a state read by several ReLU-first ops is activated once (`ReLUFirst`).
+Likewise a parameter-free op (a pool) applied twice to one state runs once: NASNet-A's normal cell averages
+``h1`` twice and its reduction cell max-pools ``h0`` twice.
 Across cells, the network sets `Cell.relu_output` when every reader of a cell's output applies ReLU first (all
 of them do in NASNet-A, except a ``pre1`` that is the identity), so the cell returns ReLU(concat) and its
 readers, told by `Cell.relu_inputs`, skip their own ReLU: one pass instead of two over the widest tensors.
@@ -25,11 +27,13 @@ from .ops import FactorizedReduce, Norm, ReLUConvBN, ReLUFirst, ReLUReduce, drop
 
 
 class _States(list):
-    """The cell's hidden states, plus the ReLU of each, computed the first time an op asks for it."""
+    """The cell's hidden states, plus the ReLU of each, computed the first time an op asks for it, and the
+    outputs of parameter-free ops by (op name, state), so a second such op on the same state reuses them."""
 
     def __init__(self, *states: torch.Tensor) -> None:
         super().__init__(states)
         self._relu: dict[int, torch.Tensor] = {}
+        self.pure: dict[tuple[str, int], torch.Tensor] = {}
 
     def relu(self, i: int) -> torch.Tensor:
         if i not in self._relu:
@@ -45,10 +49,19 @@ class Branch(nn.Module):
         self.source = source
         self.droppable = op_name != "identity"  # TF exempts identity, even when it projects
         self.op = make_op(op_name, c_in, c_out, stride, norm)
+        # The stride follows from the source within a cell, so (name, source) names the computation.
+        self.pure_key = (op_name, source) if next(self.op.parameters(), None) is None else None
 
     def forward(self, states: _States, keep_prob: torch.Tensor | None) -> torch.Tensor:
         op, i = self.op, self.source
-        x = op.body(states.relu(i)) if isinstance(op, ReLUFirst) else op(states[i])
+        if self.pure_key in states.pure:
+            x = states.pure[self.pure_key]
+        elif isinstance(op, ReLUFirst):
+            x = op.body(states.relu(i))
+        else:
+            x = op(states[i])
+            if self.pure_key is not None:
+                states.pure[self.pure_key] = x
         if keep_prob is not None and self.droppable:
             x = drop_path(x, keep_prob)
         return x

@@ -1,5 +1,5 @@
 """The fast paths compute the exact model: channels_last activations, BN folded into convs for inference (and its
-cache), and each ReLU computed once per tensor. Small models, small inputs; no timings (see benchmarks/)."""
+cache), each ReLU computed once per tensor, a pool applied twice to one state run once, and the compiled path. Small models, small inputs; no timings (see benchmarks/)."""
 
 import copy
 
@@ -9,9 +9,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 import nasnet_zoo
+from nasnet_zoo.cell import Branch
 from nasnet_zoo.genotype import NASNET_A, Block, Genotype
 from nasnet_zoo.genotype import Cell as CellGenotype
-from nasnet_zoo.ops import _FOLDED, SameConv2d, SepConvStack, conv_bn
+from nasnet_zoo.ops import _FOLDED, SameConv2d, SamePool2d, SepConvStack, conv_bn
 from tests.helpers import randomize_bn
 
 SMALL = dict(num_cells=3, filters=8)
@@ -108,6 +109,38 @@ def test_sharing_relus_is_bitwise_the_same_function():
     assert torch.equal(a, b)
     a.backward(), b.backward()
     for p, q in zip(m.parameters(), plain.parameters(), strict=True):  # same sums, another order
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_a_pool_applied_twice_to_one_state_runs_once():
+    m = small("nasnet_imagenet")
+    pools = [mod for mod in m.modules() if isinstance(mod, SamePool2d)]
+    calls = []
+    handles = [p.register_forward_hook(lambda mod, i, o: calls.append(mod)) for p in pools]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        m(x)
+    for h in handles:
+        h.remove()
+    # NASNet-A: 3 average pools per normal cell, 2 of them on h1; 2 max pools per reduction cell, both on h0.
+    cells = [getattr(m, n) for n in m.layer_names]
+    normal = sum(not c.reduction for c in cells)
+    assert len(pools) == 3 * normal + 4 * (len(cells) - normal)
+    assert len(calls) == len(pools) - normal - (len(cells) - normal)
+    plain = copy.deepcopy(m)  # every op computed on its own
+    for branch in plain.modules():
+        if isinstance(branch, Branch):
+            branch.pure_key = None
+    with torch.no_grad():
+        assert torch.equal(m(x), plain(x))
+    m.train(), plain.train()
+    torch.manual_seed(1)
+    a = m(x).square().mean()
+    torch.manual_seed(1)
+    b = plain(x).square().mean()
+    assert torch.equal(a, b)  # drop path draws the same masks, one per op
+    a.backward(), b.backward()
+    for p, q in zip(m.parameters(), plain.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6)
 
 

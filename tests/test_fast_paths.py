@@ -1,5 +1,6 @@
 """The fast paths compute the exact model: channels_last activations, BN folded into convs for inference (and its
-cache), each ReLU computed once per tensor, a pool applied twice to one state run once, and the compiled path. Small models, small inputs; no timings (see benchmarks/)."""
+cache), each ReLU computed once per tensor, a pool applied twice to one state run once, and the compiled path.
+Small models, small inputs; no timings (see benchmarks/)."""
 
 import copy
 

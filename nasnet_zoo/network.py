@@ -237,8 +237,8 @@ class NASNet(nn.Module):
 
         Freezing makes the weights constants, so inductor folds every BN, prepacks the weights for oneDNN and
         fuses each conv with the ReLU or add after it, and the pools, concats and pads with their neighbours
-        (on 2 CPU cores: about 1.6x the eager model for mobile, 1.1x for large, whose time is nearly all 1x1
-        convs; see benchmarks/). The first call of each input shape compiles (about a minute for NASNet-A on
+        (on 2 CPU cores: 1.4x the eager model for mobile, 1.1x for large, whose time is nearly all 1x1 convs;
+        see benchmarks/). The first call of each input shape compiles (about a minute for NASNet-A on
         2 cores). Later changes to the weights are not seen: compile again after loading others. ``options``
         are more inductor settings."""
         return FrozenNASNet(torch.compile(self.eval(), dynamic=False, options=options))

@@ -395,6 +395,13 @@ class FrozenNASNet(nn.Module):
         super().__init__()
         self.compiled = compiled
 
+    def __getattr__(self, name: str) -> Any:
+        """The model's attributes (``num_classes``, ``pretrained_cfg``, ...), as `torch.compile`'s module has."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.compiled, name)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from torch._inductor import config  # loaded by torch.compile anyway; not on `import nasnet_zoo`
 

@@ -262,6 +262,7 @@ def test_compile_for_inference_is_frozen_and_matches_the_exact_layers():
     compiled = m.compile_for_inference()
     out = compiled(x)
     assert not m.training and ref.abs().max() > 1.0 and not out.requires_grad
+    assert compiled.num_classes == m.num_classes and compiled.pretrained_cfg is m.pretrained_cfg
     assert (out - ref).abs().max() <= 1e-4
     # Frozen: the weights are constants of the compiled code, so changing the model's no longer shows (with
     # the weights as graph inputs, as torch.compile(options={"freezing": True}) leaves them, it would).

@@ -17,6 +17,8 @@ returns a plain logits tensor otherwise, so timm and torchvision code see an ord
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
@@ -276,7 +278,7 @@ class NASNet(nn.Module):
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         ckpt = self.grad_checkpointing and self.training and not torch.jit.is_scripting()
-        x = checkpoint(self.stem, x, use_reentrant=False) if ckpt else self.stem(x)
+        x = _checkpoint(self.stem, x) if ckpt else self.stem(x)
         feats: list[torch.Tensor] = []
         if take is not None and 0 in take:
             feats.append(F.relu(x))
@@ -288,7 +290,7 @@ class NASNet(nn.Module):
             cell = getattr(self, name)
             prev = outs[self._prev[i]] if len(outs) >= -self._prev[i] else None
             keep = self._keep_prob(i)
-            x = checkpoint(cell, outs[-1], prev, keep, use_reentrant=False) if ckpt else cell(outs[-1], prev, keep)
+            x = _checkpoint(cell, outs[-1], prev, keep) if ckpt else cell(outs[-1], prev, keep)
             outs = [*outs[-2:], x]
             if level < len(self._feature_layers) and i == self._feature_layers[level]:
                 if take is not None and level in take:
@@ -379,6 +381,28 @@ class NASNet(nn.Module):
         """Parameter names to exempt from weight decay: none (TF-slim decays every conv and FC weight and no
         BN parameter; BN parameters are excluded by timm's optimizer factory on its own, being 1-d)."""
         return set()
+
+
+def _checkpoint(module: nn.Module, *args: Any) -> torch.Tensor:
+    """``module(*args)`` under gradient checkpointing, its recomputation leaving the BN statistics alone: the
+    forward updates them once, as without checkpointing (a plain recompute would update them a second time)."""
+    return checkpoint(module, *args, use_reentrant=False, context_fn=lambda: (nullcontext(), _bn_stats_kept(module)))
+
+
+@contextmanager
+def _bn_stats_kept(module: nn.Module) -> Iterator[None]:
+    """BN layers in ``module`` normalise with the batch statistics as in training but leave running statistics
+    and batch counts as they were (momentum 0 keeps the running averages exactly)."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    kept = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, count) in zip(bns, kept, strict=True):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(count)
 
 
 class FrozenNASNet(nn.Module):

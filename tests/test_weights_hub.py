@@ -18,7 +18,10 @@ import hashlib
 import http.server
 import json
 import logging
+import os
+import shutil
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
@@ -226,8 +229,16 @@ def mobile_cache(keras_server, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def test_keras_tag_downloads_once_then_reads_only_the_cache(keras_tag, tmp_path, monkeypatch):
+    # Left by downloads killed a day ago and a moment ago (maybe still running): the first goes, the second stays.
+    old, recent = tmp_path / "nasnet_zoo" / ".download-killed", tmp_path / "nasnet_zoo" / ".download-running"
+    for d in (old, recent):
+        d.mkdir(parents=True)
+        (d / "NASNet-mobile.h5").write_bytes(b"partial")
+    os.utime(old, (time.time() - 25 * 3600,) * 2)
     before = len(keras_tag.requests)
     model = nasnet_zoo.create_model("nasnet_a_mobile", pretrained=True, cache_dir=tmp_path)
+    assert not old.exists() and recent.exists()
+    shutil.rmtree(recent)
     assert keras_tag.requests[before:] == ["/nasnet/NASNet-mobile.h5"]
     assert _files(tmp_path) == [f"nasnet_zoo/nasnet_a_mobile.tf_in1k-{keras_tag.md5[:8]}.safetensors"]
     _equal_state(model, keras_tag.model.state_dict())

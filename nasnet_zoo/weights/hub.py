@@ -29,7 +29,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
@@ -166,6 +168,7 @@ def fetch_keras(name: str, tag: str, weights: Weights, cache_dir: str | PathLike
             f"(HF_HUB_OFFLINE=1). Connect once with HF_HUB_OFFLINE unset (later loads work offline), or {by_hand}."
         )
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_downloads(target.parent)
     with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as tmp:
         h5 = Path(tmp) / h5_name
         _logger.info("%s: downloading %s", what, weights.url)
@@ -186,6 +189,18 @@ def fetch_keras(name: str, tag: str, weights: Weights, cache_dir: str | PathLike
             raise WeightsError(f"{what}: {weights.url} (md5 ok) did not convert: {e}") from e
     _logger.info("%s: converted and cached as %s", what, target)
     return target
+
+
+#: A download folder untouched this long belongs to a process that was killed (a live one is far quicker).
+STALE_DOWNLOAD_SECONDS = 24 * 3600
+
+
+def _remove_stale_downloads(folder: Path) -> None:
+    """Delete ``.download-*`` folders a killed download left behind (a clean exit removes its own)."""
+    for stale in folder.glob(".download-*"):
+        if stale.is_dir() and time.time() - stale.stat().st_mtime > STALE_DOWNLOAD_SECONDS:
+            _logger.info("removing %s, left by an interrupted download", stale)
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _check_file(what: str, name: str, file: str) -> None:

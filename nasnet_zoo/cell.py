@@ -18,6 +18,8 @@ readers, told by `Cell.relu_inputs`, skip their own ReLU: one pass instead of tw
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,18 +29,21 @@ from .ops import FactorizedReduce, Norm, ReLUConvBN, ReLUFirst, ReLUReduce, drop
 
 
 class _States(list):
-    """The cell's hidden states, plus the ReLU of each, computed the first time an op asks for it, and the
-    outputs of parameter-free ops by (op name, state), so a second such op on the same state reuses them."""
+    """The cell's hidden states, and the parameter-free functions of them the ops ask for (the ReLU of a state,
+    a pool of it), each computed the first time and reused after."""
 
     def __init__(self, *states: torch.Tensor) -> None:
         super().__init__(states)
-        self._relu: dict[int, torch.Tensor] = {}
-        self.pure: dict[tuple[str, int], torch.Tensor] = {}
+        self._once: dict[tuple[str, int], torch.Tensor] = {}
+
+    def once(self, name: str, i: int, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``fn(state i)``, computed once per ``(name, i)``."""
+        if (name, i) not in self._once:
+            self._once[name, i] = fn(self[i])
+        return self._once[name, i]
 
     def relu(self, i: int) -> torch.Tensor:
-        if i not in self._relu:
-            self._relu[i] = F.relu(self[i])
-        return self._relu[i]
+        return self.once("relu", i, F.relu)
 
 
 class Branch(nn.Module):
@@ -49,19 +54,18 @@ class Branch(nn.Module):
         self.source = source
         self.droppable = op_name != "identity"  # TF exempts identity, even when it projects
         self.op = make_op(op_name, c_in, c_out, stride, norm)
-        # The stride follows from the source within a cell, so (name, source) names the computation.
-        self.pure_key = (op_name, source) if next(self.op.parameters(), None) is None else None
+        # Parameter-free ops are shared by name; the stride follows from the source within a cell.
+        self.pure = next(self.op.parameters(), None) is None
+        self.op_name = op_name
 
     def forward(self, states: _States, keep_prob: torch.Tensor | None) -> torch.Tensor:
         op, i = self.op, self.source
-        if self.pure_key in states.pure:
-            x = states.pure[self.pure_key]
-        elif isinstance(op, ReLUFirst):
+        if isinstance(op, ReLUFirst):
             x = op.body(states.relu(i))
+        elif self.pure:
+            x = states.once(self.op_name, i, op)
         else:
             x = op(states[i])
-            if self.pure_key is not None:
-                states.pure[self.pure_key] = x
         if keep_prob is not None and self.droppable:
             x = drop_path(x, keep_prob)
         return x

@@ -26,7 +26,9 @@ class _SourceTreeSearch(importlib.abc.MetaPathFinder):
 
     pyproject maps that folder to ``nasnet_zoo.search`` at install time. Python started in the repository
     root imports ``nasnet_zoo`` from the checkout instead of the installed copy, and no installed finder
-    knows the mapping then; this one, placed last on ``sys.meta_path``, does.
+    knows the mapping then; this one does. It goes first on ``sys.meta_path``: an editable install's finder
+    would otherwise map ``nasnet_zoo.search`` to the installed checkout's folder, not to this one's (a git
+    worktree beside it).
     """
 
     source = Path(__file__).resolve().parent.parent / "search" / "__init__.py"
@@ -42,4 +44,4 @@ class _SourceTreeSearch(importlib.abc.MetaPathFinder):
 
 
 if _SourceTreeSearch.source.is_file() and not any(isinstance(f, _SourceTreeSearch) for f in sys.meta_path):
-    sys.meta_path.append(_SourceTreeSearch())
+    sys.meta_path.insert(0, _SourceTreeSearch())

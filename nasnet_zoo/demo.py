@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .genotype import NASNET_A, Genotype
-from .search.evaluators import Job, make_evaluator
+from .search.evaluators import Job, make_evaluator, run_all
 from .search.loop import PRESETS, SearchConfig, run_search
 from .table import format_table
 from .zoo import MODELS, measure
@@ -80,11 +80,7 @@ def run_demo(seed: int = 0, budget: int = 24, workers: int = 2, final_epochs: in
     cells = [(f"searched {best['hash']}", searched, f"{best['reward']:.3f}"), ("NASNet-A", NASNET_A, "-")]
     evaluator = make_evaluator("process", longer, workers)
     try:
-        for i, (_, genotype, _) in enumerate(cells):
-            evaluator.submit(Job(i, genotype, seed))
-        outcomes = {}
-        while len(outcomes) < len(cells):
-            outcomes.update({o.id: o for o in evaluator.wait_any()})
+        outcomes = run_all(evaluator, [Job(i, genotype, seed) for i, (_, genotype, _) in enumerate(cells)])
     finally:
         evaluator.close()
     rows = []

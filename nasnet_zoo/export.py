@@ -26,11 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import ExportCheckError
+
 FORMATS = {"onnx": ".onnx", "exported-program": ".pt2"}
-
-
-class ExportCheckError(RuntimeError):
-    """The exported model's outputs differ from the eager model's beyond the tolerance."""
 
 
 def _export_onnx(model: nn.Module, x: torch.Tensor, path: Path, dynamic: Any) -> Callable[[torch.Tensor], torch.Tensor]:

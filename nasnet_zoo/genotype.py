@@ -27,6 +27,9 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from .errors import GenotypeError
+from .files import atomic_write
+
 #: The paper's 13 operations (Sec. 3), named once; the search space, the builders and JSON use these names.
 OPS: tuple[str, ...] = (
     "identity",
@@ -49,10 +52,6 @@ COMBINES: tuple[str, ...] = ("add", "concat")
 
 #: States every cell starts with: ``h0`` (current input) and ``h1`` (the input two cells back).
 NUM_INPUT_STATES = 2
-
-
-class GenotypeError(ValueError):
-    """A genotype that cannot describe a network; the message says which block or field is wrong."""
 
 
 @dataclass(frozen=True)
@@ -209,9 +208,7 @@ class Genotype:
         return cls.from_dict(d)
 
     def save(self, path: str | PathLike[str]) -> Path:
-        path = Path(path)
-        path.write_text(self.to_json() + "\n")
-        return path
+        return atomic_write(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, source: Genotype | str | PathLike[str] | dict[str, Any]) -> Genotype:

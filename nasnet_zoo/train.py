@@ -70,6 +70,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
 
+from .files import atomic_write
+from .runtime import derive_seed
 from .weights import save_safetensors
 
 OPTIMIZERS = ("sgd", "rmsprop")
@@ -285,7 +287,7 @@ class _Batches:
         return n // self.batch_size if self.train and n >= self.batch_size else math.ceil(n / self.batch_size)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.generator.manual_seed(self.seed * 1_000_003 + epoch)
+        self.generator.manual_seed(derive_seed(self.seed, epoch))
         if self.tensors is None:
             for x, y in self.loader:
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -379,9 +381,7 @@ def _seed_everything(seed: int) -> None:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: torch.save(state, tmp), durable=True)
 
 
 def _load_checkpoint(path: Path, config: TrainConfig, steps_per_epoch: int) -> dict[str, Any]:
@@ -425,9 +425,7 @@ def _plot(history: list[dict[str, float]], path: Path) -> None:
     ax.plot(epochs, [h["lr"] for h in history])
     ax.set(title="learning rate (last step of epoch)", xlabel="epoch")
     ax.grid(alpha=0.3)
-    tmp = path.with_name(path.name + ".partial.png")
-    fig.savefig(tmp, dpi=100)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
 
 
 # --- the loop -----------------------------------------------------------------------------------------------------

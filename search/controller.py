@@ -8,34 +8,22 @@
   size here.
 
 `Controller.sample` runs the LSTM one step at a time, drawing each decision and keeping its log-probability.
-`Controller.evaluate` re-runs given sequences in one pass (teacher forcing) for the policy update; a
+`Controller.log_probs` re-runs given sequences in one pass (teacher forcing) for the policy update; a
 sequence's recomputed log-probabilities equal the ones stored when it was sampled (to float rounding).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from nasnet_zoo.runtime import torch_threads
+
 from .space import NUM_BLOCKS, decisions
 
 _MASKED = -1e9  # logit of an option outside the block's range: probability exactly 0, gradients stay finite
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run torch on ``n`` intra-op threads inside the block. The controller uses one: its ops are tiny, so more
-    threads only add synchronisation (100x slower on a busy 2-core machine) and take cores from children."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -101,7 +89,7 @@ class Controller(nn.Module):
             x = self.embeddings[d.kind](a)
         return Sample(torch.stack(actions, 1), torch.stack(log_probs, 1))
 
-    def evaluate(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_probs(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities and entropies, (batch, decisions) each, of given sequences under the current policy."""
         actions = torch.as_tensor(actions, dtype=torch.long)
         if actions.dim() != 2 or actions.shape[1] != self.num_decisions:

@@ -7,7 +7,7 @@
 * `RayEvaluator` runs each child as a Ray task with its own CPU/GPU request and retries, on a local Ray
   instance or a cluster (``address``): the paper's global work queue feeding hundreds of GPU workers.
 
-An evaluator runs a `Task`: anything picklable with ``evaluate(genotype, seed) -> reward``. Each child gets
+An evaluator runs a `Task`: anything picklable with ``reward(genotype, seed) -> float``. Each child gets
 ``threads`` torch threads (default 1: children are small and many, and oversubscribed cores made a digits
 child 15x slower with two threads than with one on a shared 2-core machine).
 """
@@ -23,20 +23,20 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
 from nasnet_zoo.genotype import Genotype
-
-from .controller import torch_threads
+from nasnet_zoo.runtime import torch_threads
 
 BACKENDS = ("serial", "process", "ray")
 
 
 class Task(Protocol):
-    def evaluate(self, genotype: Genotype, seed: int) -> float: ...
+    def reward(self, genotype: Genotype, seed: int) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def run_job(task: Task, job: Job, worker: str, threads: int = 1) -> Outcome:
     start = time.perf_counter()
     try:
         with torch_threads(threads):
-            reward = float(task.evaluate(job.genotype, job.seed))
+            reward = float(task.reward(job.genotype, job.seed))
         error = None if math.isfinite(reward) else f"the child's reward is {reward} (its training diverged)"
     except MemoryError as e:  # torch's OutOfMemoryError is a RuntimeError, caught below with its own name
         reward, error = None, f"out of memory: {e}"
@@ -310,6 +310,22 @@ class RayEvaluator:
         self._running.clear()
         if self._owner:
             self._ray.shutdown()
+
+
+def run_all(
+    evaluator: Evaluator, jobs: list[Job], on_outcome: Callable[[Outcome], object] | None = None
+) -> dict[int, Outcome]:
+    """Submit every job, wait for all of them, and return their outcomes by job id; ``on_outcome(outcome)`` is
+    called as each one finishes (to journal it, or to advance a progress bar)."""
+    for job in jobs:
+        evaluator.submit(job)
+    outcomes: dict[int, Outcome] = {}
+    while len(outcomes) < len(jobs):
+        for outcome in evaluator.wait_any():
+            outcomes[outcome.id] = outcome
+            if on_outcome is not None:
+                on_outcome(outcome)
+    return outcomes
 
 
 def make_evaluator(backend: str, task: Task, workers: int, **options: Any) -> Evaluator:

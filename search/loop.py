@@ -31,11 +31,13 @@ from typing import Any, Protocol
 
 import torch
 
+from nasnet_zoo.files import atomic_write
 from nasnet_zoo.genotype import Genotype
+from nasnet_zoo.runtime import derive_seed
 
 from . import report
 from .baselines import RandomSearch, RegularizedEvolution
-from .evaluators import BACKENDS, Evaluator, Job, Outcome, Task, make_evaluator
+from .evaluators import BACKENDS, Evaluator, Job, Outcome, Task, make_evaluator, run_all
 from .ppo import PolicyConfig, PolicyGradient
 from .space import NUM_BLOCKS, Proposal, canonical_hash, decode
 from .tasks import Cifar10Task, DigitsTask, SyntheticTask
@@ -159,24 +161,6 @@ class SearchResult:
 
 
 # --- durable files --------------------------------------------------------------------------------------------
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, save: Any) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("wb") as f:
-        save(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 class _Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -241,7 +225,7 @@ class _Run:
                     f"{self.dir} already holds a search; pass --resume to continue it or choose another --out"
                 )
             self.dir.mkdir(parents=True, exist_ok=True)
-            _write_atomic(run_file, lambda f: f.write((json.dumps(meta, indent=1) + "\n").encode()))
+            atomic_write(run_file, json.dumps(meta, indent=1) + "\n", durable=True)
 
     def _load(self) -> None:
         assert self.dir is not None
@@ -273,7 +257,7 @@ class _Run:
             "journal_lines": len(self.records),
             "elapsed": elapsed,
         }
-        _write_atomic(self.dir / STATE, lambda f: torch.save(state, f))
+        atomic_write(self.dir / STATE, lambda tmp: torch.save(state, tmp), durable=True)
 
     # -- children --
     def propose(self) -> int:
@@ -290,7 +274,7 @@ class _Run:
         return self._genotypes[child]
 
     def job(self, child: int) -> Job:
-        return Job(child, self.genotype(child), self.config.seed * 1_000_003 + child)
+        return Job(child, self.genotype(child), derive_seed(self.config.seed, child))
 
     def finish(self, outcome: Outcome, elapsed: float, cached: bool = False) -> dict[str, Any]:
         """Journal a finished child (durably, first), then let the algorithm observe it."""
@@ -446,21 +430,19 @@ def retrain(
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(todo), desc=f"retrain {epochs} epochs", unit="child")
+
+        def finished(o: Outcome) -> None:
+            c = todo[o.id]
+            row = {"hash": c["hash"], "run": c["run"], "search_reward": c["reward"], "epochs": epochs,
+                   "reward": o.reward, "error": o.error, "seconds": round(o.seconds, 3),
+                   "genotype": c["genotype"]}  # fmt: skip
+            journal.append(row)
+            done[(c["hash"], epochs)] = row
+            if bar is not None:
+                bar.update(1)
+
         try:
-            for i, c in enumerate(todo):
-                evaluator.submit(Job(i, Genotype.from_dict(c["genotype"]), seed))
-            remaining = len(todo)
-            while remaining:
-                for o in evaluator.wait_any():
-                    c = todo[o.id]
-                    row = {"hash": c["hash"], "run": c["run"], "search_reward": c["reward"], "epochs": epochs,
-                           "reward": o.reward, "error": o.error, "seconds": round(o.seconds, 3),
-                           "genotype": c["genotype"]}  # fmt: skip
-                    journal.append(row)
-                    done[(c["hash"], epochs)] = row
-                    remaining -= 1
-                    if bar is not None:
-                        bar.update(1)
+            run_all(evaluator, [Job(i, Genotype.from_dict(c["genotype"]), seed) for i, c in enumerate(todo)], finished)
         finally:
             evaluator.close()
             if bar is not None:

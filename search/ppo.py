@@ -19,7 +19,9 @@ from typing import Any
 
 import torch
 
-from .controller import Controller, torch_threads
+from nasnet_zoo.runtime import torch_threads
+
+from .controller import Controller
 from .space import NUM_BLOCKS, Proposal
 
 METHODS = ("ppo", "reinforce")
@@ -84,7 +86,7 @@ class PolicyGradient:
         old_log_prob = torch.tensor([b[1] for b in batch])
         advantage = torch.tensor([b[2] for b in batch])
         for _ in range(c.epochs if c.method == "ppo" else 1):
-            log_probs, entropy = self.controller.evaluate(actions)
+            log_probs, entropy = self.controller.log_probs(actions)
             log_prob = log_probs.sum(1)
             if c.method == "ppo":
                 ratio = torch.exp(log_prob - old_log_prob)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from nasnet_zoo.files import atomic_write
 from nasnet_zoo.genotype import Genotype
 from nasnet_zoo.table import format_table
 
@@ -110,7 +111,7 @@ def plot(runs: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     for ax in (left, right):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
     return path
 
@@ -122,11 +123,12 @@ def write_outputs(out: Path, k: int = 10) -> str:
     best = top_k(runs, k)
     if best:
         Genotype.from_dict(best[0]["genotype"]).save(out / "best.json")
-        (out / "topk.json").write_text(json.dumps(best, indent=1) + "\n")
+        atomic_write(out / "topk.json", json.dumps(best, indent=1) + "\n")
         plot(runs, out / "search.png")
     table = format_table(summary_rows(runs), SUMMARY_HEADERS)
-    (out / "summary.md").write_text(
+    atomic_write(
+        out / "summary.md",
         "# Search summary\n\nRewards are search-time proxy accuracies of briefly trained children, not final "
-        "accuracies.\n\n" + table + "\n"
+        "accuracies.\n\n" + table + "\n",
     )
     return table

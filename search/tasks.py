@@ -62,7 +62,7 @@ class SyntheticTask:
             np.mean([_block_score(a[i : i + 5], target[i : i + 5], quality[i // 5]) for i in range(0, len(a), 5)])
         )
 
-    def evaluate(self, genotype: Genotype, seed: int) -> float:
+    def reward(self, genotype: Genotype, seed: int) -> float:
         if self.seconds:
             ops = [op for cell in (genotype.normal, genotype.reduction) for b in cell.blocks for op in b.ops]
             convs = sum(op.startswith(("conv", "sep", "dil")) for op in ops)
@@ -104,17 +104,10 @@ def _landscape(seed: int, num_blocks: int) -> tuple[list[int], np.ndarray]:
 
 
 # --- real children --------------------------------------------------------------------------------------------
-def _train_config(task: DigitsTask | Cifar10Task, seed: int) -> TrainConfig:
-    """A child's training: SGD with momentum, single-period cosine lr, L2, global-norm clipping at 5."""
-    return TrainConfig(
-        epochs=task.epochs, batch_size=task.batch_size, lr=task.lr, momentum=task.momentum,
-        weight_decay=task.weight_decay, schedule="cosine", clip_grad_norm=5.0, seed=seed,
-    )  # fmt: skip
-
-
 @dataclass(frozen=True)
-class DigitsTask:
-    """The CPU proxy: N = 1 normal cell per stack, F = 8, 3 epochs on 1,347 digits; reward on 450 held out."""
+class ChildTraining:
+    """What every real child shares: its size in the zoo's CIFAR layout and its training (SGD with momentum,
+    single-period cosine lr, TF-style L2, global-norm clipping at 5, through `nasnet_zoo.train.fit`)."""
 
     num_cells: int = 3  # 3 N
     filters: int = 8
@@ -123,8 +116,24 @@ class DigitsTask:
     batch_size: int = 64
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    val_fraction: float = 0.25
     split_seed: int = 0
+
+    def train_config(self, seed: int) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
+            weight_decay=self.weight_decay, schedule="cosine", clip_grad_norm=5.0, seed=seed,
+        )  # fmt: skip
+
+    def longer(self, epochs: int) -> ChildTraining:
+        """The same child trained for ``epochs`` (the retrain step's stand-alone training)."""
+        return dataclasses.replace(self, epochs=epochs)
+
+
+@dataclass(frozen=True)
+class DigitsTask(ChildTraining):
+    """The CPU proxy: N = 1 normal cell per stack, F = 8, 3 epochs on 1,347 digits; reward on 450 held out."""
+
+    val_fraction: float = 0.25
 
     def build(self, genotype: Genotype) -> nn.Module:
         """The child network: the zoo's CIFAR layout with this cell, sized for 1-channel 8x8 inputs."""
@@ -133,13 +142,10 @@ class DigitsTask:
             num_classes=10, in_chans=1, img_size=8, drop_path_keep_prob=1.0,
         )  # fmt: skip
 
-    def evaluate(self, genotype: Genotype, seed: int) -> float:
+    def reward(self, genotype: Genotype, seed: int) -> float:
         train, val = _digits(self.val_fraction, self.split_seed)
         torch.manual_seed(seed)  # the child's initial weights
-        return fit(self.build(genotype), train, val, _train_config(self, seed), device="cpu").final_val_acc
-
-    def longer(self, epochs: int) -> DigitsTask:
-        return dataclasses.replace(self, epochs=epochs)
+        return fit(self.build(genotype), train, val, self.train_config(seed), device="cpu").final_val_acc
 
 
 @cache
@@ -150,23 +156,20 @@ def _digits(val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
 
 
 @dataclass(frozen=True)
-class Cifar10Task:
+class Cifar10Task(ChildTraining):
     """The paper's child: CIFAR layout with N = 2 (the starting filter count is not stated; 32 is the CIFAR
     model's), 20 epochs, SGD momentum 0.9, cosine lr, trained on 45,000 training images (random crop and flip)
     and rewarded with accuracy on the other 5,000. Learning rate, batch and weight decay are the CIFAR
     recipe's (`nasnet_zoo.train.RECIPES["cifar10"]`); no aux head, drop path or Cutout for a child."""
 
-    data_dir: str | None = None
     num_cells: int = 6  # N = 2
     filters: int = 32
     epochs: int = 20
     lr: float = 0.025
     batch_size: int = 32
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    data_dir: str | None = None
     train_size: int = 45_000
     val_size: int = 5_000
-    split_seed: int = 0
     loader_workers: int = 2
     check_md5: bool = True  # False reads a copy you wrote yourself in the release's format
 
@@ -184,7 +187,7 @@ class Cifar10Task:
                 "format; `nasnet-zoo train cifar10 --download` fetches it on a machine with network)"
             )
 
-    def evaluate(self, genotype: Genotype, seed: int) -> float:
+    def reward(self, genotype: Genotype, seed: int) -> float:
         self.check_data()
         images = cifar10(self.data_dir, train=True, transform=cifar_train_transform(cutout=0),
                          check_md5=self.check_md5)  # fmt: skip
@@ -195,8 +198,5 @@ class Cifar10Task:
         train = Subset(images, order[: self.train_size])
         val = Subset(plain, order[len(order) - self.val_size :])
         torch.manual_seed(seed)
-        config = _train_config(self, seed)
+        config = self.train_config(seed)
         return fit(self.build(genotype), train, val, config, num_workers=self.loader_workers).final_val_acc
-
-    def longer(self, epochs: int) -> Cifar10Task:
-        return dataclasses.replace(self, epochs=epochs)

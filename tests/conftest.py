@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from nasnet_zoo.search.controller import torch_threads as num_threads
+
+from nasnet_zoo.runtime import torch_threads as num_threads
 
 torch.set_num_threads(2)
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from nasnet_zoo.search.controller import torch_threads as num_threads
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -18,6 +17,7 @@ from nasnet_zoo.cli import main
 from nasnet_zoo.data import digits
 from nasnet_zoo.export import ExportCheckError, export_model
 from nasnet_zoo.finetune import save_finetuned
+from nasnet_zoo.runtime import torch_threads as num_threads
 from nasnet_zoo.train import TrainConfig, fit
 from nasnet_zoo.zoo import create_model
 

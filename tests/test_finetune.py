@@ -13,7 +13,6 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
-from nasnet_zoo.search.controller import torch_threads as num_threads
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -31,6 +30,7 @@ from nasnet_zoo.finetune import (
     save_finetuned,
     validate,
 )
+from nasnet_zoo.runtime import torch_threads as num_threads
 from nasnet_zoo.weights import WeightsError
 from nasnet_zoo.weights.common import WeightsUnavailableError
 from tests.helpers import write_image_folder

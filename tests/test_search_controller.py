@@ -37,7 +37,7 @@ def test_sample_shapes_and_masking() -> None:
 def test_recomputed_log_probs_equal_the_stored_ones() -> None:
     c = Controller(seed=0)
     s = c.sample(32, torch.Generator().manual_seed(1))
-    log_probs, entropy = c.evaluate(s.actions)
+    log_probs, entropy = c.log_probs(s.actions)
     torch.testing.assert_close(log_probs, s.log_probs, rtol=0, atol=2e-6)
     assert log_probs.requires_grad
     limits = torch.tensor([math.log(d.num_choices) for d in decisions()])
@@ -51,9 +51,9 @@ def test_evaluate_rejects_out_of_range_actions() -> None:
     a = c.sample(1).actions.clone()
     a[0, 0] = 2
     with pytest.raises(ValueError, match="outside its decision's range"):
-        c.evaluate(a)
+        c.log_probs(a)
     with pytest.raises(ValueError, match=r"shape \(batch, 50\)"):
-        c.evaluate(a[:, :10])
+        c.log_probs(a[:, :10])
 
 
 def test_paper_settings() -> None:
@@ -101,7 +101,7 @@ def test_ppo_uses_the_log_prob_stored_at_sampling() -> None:
     for _ in range(20):
         pg.observe(pg.propose(), 1.0)
     assert pg.version == 1 and late.policy_version == 0
-    now = pg.controller.evaluate(torch.tensor([late.actions]))[0].sum().item()
+    now = pg.controller.log_probs(torch.tensor([late.actions]))[0].sum().item()
     assert now != pytest.approx(late.log_prob, abs=1e-4)  # the policy moved on; the stored value is kept
     pg.observe(late, 0.5)
     assert pg.buffer[-1][1] == late.log_prob

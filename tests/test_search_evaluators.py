@@ -26,7 +26,7 @@ def test_idle_death_and_cancel() -> None:
         assert evaluator.capacity == 1
         evaluator.submit(Job(0, g, 0))
         [first] = _wait(evaluator)
-        assert first.id == 0 and first.error is None and first.reward == SyntheticTask().evaluate(g, 0)
+        assert first.id == 0 and first.error is None and first.reward == SyntheticTask().reward(g, 0)
         pid = int(first.worker.split(":")[1])
         os.kill(pid, signal.SIGKILL)  # dies while it waits for work
         time.sleep(0.5)

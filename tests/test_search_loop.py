@@ -62,7 +62,7 @@ def test_journal_lines(tmp_path: Path) -> None:
         assert r["child"] == i and r["error"] is None and not r["cached"]
         g = Genotype.from_dict(r["genotype"])
         assert decode(r["actions"]) == g and canonical_hash(g) == r["hash"]
-        assert r["reward"] == pytest.approx(SyntheticTask().evaluate(g, i))  # the child's seed is its id
+        assert r["reward"] == pytest.approx(SyntheticTask().reward(g, i))  # the child's seed is its id
         assert r["policy_version"] == (0 if i < 20 else 1 if i < 40 else 2)  # one update per 20 children
     state = torch.load(tmp_path / "ppo-seed0" / "state.pt", weights_only=True)
     assert state["algorithm"]["version"] == 2 and state["pending"] == [] and state["journal_lines"] == 45
@@ -159,9 +159,9 @@ _EVALUATIONS: list[int] = []
 class Counting:
     """Synthetic over a tiny corner of the space (so children repeat), counting real evaluations."""
 
-    def evaluate(self, genotype: Genotype, seed: int) -> float:
+    def reward(self, genotype: Genotype, seed: int) -> float:
         _EVALUATIONS.append(seed)
-        return SyntheticTask(noise=0.0).evaluate(genotype, seed)
+        return SyntheticTask(noise=0.0).reward(genotype, seed)
 
 
 def test_reward_cache_by_canonical_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,7 +188,7 @@ class Flaky:
     failures: tuple[tuple[int, str], ...] = ()
     seconds: float = 0.0  # simulated training time of the others
 
-    def evaluate(self, genotype: Genotype, seed: int) -> float:
+    def reward(self, genotype: Genotype, seed: int) -> float:
         how = dict(self.failures).get(seed)
         if how == "raise":
             raise RuntimeError("a bug in the child")
@@ -198,7 +198,7 @@ class Flaky:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         if how == "kill":  # what the kernel's OOM killer does
             os.kill(os.getpid(), signal.SIGKILL)
-        return SyntheticTask(seconds=self.seconds).evaluate(genotype, seed)
+        return SyntheticTask(seconds=self.seconds).reward(genotype, seed)
 
 
 def test_failing_children_are_journaled_and_the_search_goes_on(tmp_path: Path) -> None:

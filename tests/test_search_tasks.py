@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nasnet_zoo.search.controller import torch_threads
 from nasnet_zoo.search.evaluators import Job, run_job
 from nasnet_zoo.search.space import decode, random_genotype, sample_uniform
 from nasnet_zoo.search.tasks import Cifar10Task, DigitsTask, SyntheticTask
 
 from nasnet_zoo.genotype import NASNET_A, Block, Cell, Genotype
+from nasnet_zoo.runtime import torch_threads
 from tests.helpers import write_fake_cifar
 
 
@@ -42,10 +42,10 @@ def test_synthetic_interactions_noise_and_symmetry() -> None:
     g3 = Genotype(Cell(tuple(swapped), g2.normal.concat), g2.reduction)
     assert task.expected_reward(g3) == pytest.approx(task.expected_reward(g2))
     # seeded noise: the same child seed gives the same reward, others spread with the stated deviation
-    assert task.evaluate(g2, 5) == task.evaluate(g2, 5)
-    spread = np.std([task.evaluate(g2, s) for s in range(400)])
+    assert task.reward(g2, 5) == task.reward(g2, 5)
+    spread = np.std([task.reward(g2, s) for s in range(400)])
     assert spread == pytest.approx(0.02, rel=0.15)
-    assert task.longer(20).evaluate(g2, 5) == pytest.approx(task.expected_reward(g2))
+    assert task.longer(20).reward(g2, 5) == pytest.approx(task.expected_reward(g2))
 
 
 def test_digits_child_is_a_real_network_that_learns() -> None:
@@ -53,7 +53,7 @@ def test_digits_child_is_a_real_network_that_learns() -> None:
     model = task.build(NASNET_A)
     assert len(model.layer_names) == 5  # N = 1: three normal cells and two reduction cells
     with torch_threads(1):  # as the evaluators run children
-        acc = task.evaluate(NASNET_A, seed=0)
+        acc = task.reward(NASNET_A, seed=0)
     assert 0.8 < acc <= 1.0  # chance is 0.1
 
 
@@ -77,7 +77,7 @@ def test_cifar10_child_trains_on_a_local_copy(tmp_path: Path) -> None:
     tiny = Cifar10Task(data_dir=str(tmp_path), num_cells=3, filters=4, epochs=1, batch_size=8, train_size=24,
                        val_size=6, check_md5=False, loader_workers=0)  # fmt: skip
     with torch_threads(1):
-        acc = tiny.evaluate(NASNET_A, seed=0)
+        acc = tiny.reward(NASNET_A, seed=0)
     assert acc * 6 == pytest.approx(round(acc * 6))  # a fraction of the 6 held-out images
     with pytest.raises(ValueError, match="train_size \\+ val_size = 31 > 30 images"):
-        dataclasses.replace(tiny, val_size=7).evaluate(NASNET_A, seed=0)
+        dataclasses.replace(tiny, val_size=7).reward(NASNET_A, seed=0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from os import PathLike
 from pathlib import Path
 
@@ -11,15 +10,17 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..errors import WeightsError, WeightsUnavailableError
+from ..files import atomic_write
 
-class WeightsError(RuntimeError):
-    """A weight file that cannot be used: missing, corrupt, of another model, or of the wrong size."""
-
-
-class WeightsUnavailableError(WeightsError):
-    """No weights can be had right now, though nothing is wrong with any file: the model has no released
-    weights, or they are not cached and the source cannot be reached (offline). Fine-tuning may then start from
-    random initialisation; every other `WeightsError` (a corrupt file, a hash mismatch, a wrong shape) is fatal."""
+__all__ = [
+    "WeightsError",
+    "WeightsUnavailableError",
+    "check_state_dict",
+    "file_digest",
+    "read_state_dict",
+    "save_safetensors",
+]
 
 
 def read_state_dict(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
@@ -81,15 +82,8 @@ def save_safetensors(
 ) -> Path:
     """Write contiguous tensors atomically: a temporary file of this writer's own, renamed into place (removed
     if writing fails), so readers and concurrent writers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        save_file({k: v.detach().contiguous() for k, v in state_dict.items()}, tmp, metadata=metadata)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    tensors = {k: v.detach().contiguous() for k, v in state_dict.items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def file_digest(path: str | PathLike[str], algorithm: str = "sha256") -> str:

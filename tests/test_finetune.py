@@ -164,7 +164,7 @@ def test_broken_weight_files_are_errors_never_random_init(
                 str(tmp_path / "c"),
             ]
         )
-        == 2
+        == 1
     )
     assert "error:" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
@@ -209,7 +209,7 @@ def test_cli_finetune_stops_early(
     assert summary["epochs"] == 2 and summary["stopped_early"] and summary["best_epoch"] == 1
     assert summary["export"] == str(tmp_path / "run" / "model") and summary["weights"].startswith("random")
     assert "RANDOM INITIALISATION" in caplog.text
-    assert main([*argv, "--out", str(tmp_path / "run")]) == 2  # an existing run needs --resume
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 1  # an existing run needs --resume
     assert "resume" in capsys.readouterr().err
 
 

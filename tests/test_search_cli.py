@@ -22,7 +22,7 @@ def test_search_resume_and_retrain(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "| evolution-seed2 | 30 " in out and "best.json" in out
     assert len(_lines(tmp_path / "evolution-seed2" / "journal.jsonl")) == 30
 
-    assert main([*args, "--out", str(tmp_path)]) == 2
+    assert main([*args, "--out", str(tmp_path)]) == 1  # a failure the message explains: exit 1
     assert "already holds a search; pass --resume" in capsys.readouterr().err
 
     args[args.index("30")] = "45"
@@ -37,11 +37,11 @@ def test_search_resume_and_retrain(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_bad_arguments_say_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["search", "--preset", "synthetic", "--budget", "0", "--out", str(tmp_path)]) == 2
-    assert "budget must be at least 1" in capsys.readouterr().err
-    assert main(["search", "--preset", "nasnet", "--out", str(tmp_path)]) == 2
+    assert main(["search", "--preset", "synthetic", "--budget", "0", "--out", str(tmp_path)]) == 2  # the usage
+    assert "argument --budget: must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["search", "--preset", "nasnet", "--out", str(tmp_path)]) == 1
     assert "needs --data-dir" in capsys.readouterr().err
-    assert main(["retrain", str(tmp_path / "nothing")]) == 2
+    assert main(["retrain", str(tmp_path / "nothing")]) == 1
     assert "no search runs under" in capsys.readouterr().err
 
 

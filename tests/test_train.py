@@ -118,13 +118,13 @@ def test_cli_train(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pyte
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["epochs"] == 1 and summary["steps"] == 2 and 0 <= summary["final_val_acc"] <= 1
-    assert main(args) == 2  # the run exists: --resume or another --out
+    assert main(args) == 1  # the run exists: --resume or another --out
     assert "pass resume=True" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 0  # finished already: resumes to the end at once
-    assert main(["train", "cifar10", "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert main(["train", "cifar10", "--data-dir", str(tmp_path / "nowhere")]) == 1
     assert "download=True" in capsys.readouterr().err
     assert main(["train", "imagenet-tiny", "--data-dir", str(tmp_path)]) == 2
-    assert "unknown recipe" in capsys.readouterr().err
+    assert "invalid choice: 'imagenet-tiny'" in capsys.readouterr().err
 
 
 # --- the pieces, against hand computations ---------------------------------------------------------------------

@@ -1,0 +1,163 @@
+"""``nasnet-zoo list | info | predict | convert | validate | export``: the zoo's models and their weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..table import format_table
+from .options import ARCHITECTURE, CACHE, DEVICE, WEIGHTS, WORKERS, Command, count, model_kwargs
+
+
+# --- list --------------------------------------------------------------------------------------------------------
+def list_models(args: argparse.Namespace) -> None:
+    from ..weights import describe_weights
+    from ..zoo import MODELS
+
+    rows = [
+        (m.name, m.title, m.paper.row if m.paper else "-", m.input_size, m.dataset, ", ".join(m.pretrained) or "-")
+        for m in MODELS.values()
+    ]
+    print(format_table(rows, ["model", "architecture", "paper row", "size", "dataset", "pretrained tags"]))
+    weights = [
+        (
+            f"{name}.{w['tag']}",
+            w["format"],
+            w["hf_hub_id"] or f"{w['url']} (md5 {w['md5']})",
+            f"{w['top1']} / {w['top5']} ({w['reported_by']})",
+            "yes" if w["cached"] else "no",
+        )
+        for name, m in MODELS.items()
+        for w in (describe_weights(name, args.cache_dir) if m.pretrained else [])
+    ]
+    print()
+    print(format_table(weights, ["weights", "format", "source", "reported top-1/5", "cached"]))
+
+
+# --- info --------------------------------------------------------------------------------------------------------
+def _info_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a zoo model, e.g. nasnet_a_large")
+
+
+def info(args: argparse.Namespace) -> None:
+    from ..errors import ConfigError
+    from ..weights import describe_weights
+    from ..zoo import MODELS, measure
+
+    if args.model not in MODELS:
+        raise ConfigError(f"unknown model {args.model!r}; see `nasnet-zoo list`")
+    m = MODELS[args.model]
+    result = measure(args.model)
+    result.update(genotype=m.genotype.to_dict(), config=vars(m.config))
+    result["pretrained"] = describe_weights(args.model, args.cache_dir)
+    print(json.dumps(result, indent=2, default=str))
+
+
+# --- predict -----------------------------------------------------------------------------------------------------
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="zoo model, optionally with a tag: nasnet_a_large, nasnet_a_large.keras_in1k")
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--top", type=count, default=5, help="classes to show per image (default 5)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def predict(args: argparse.Namespace) -> None:
+    from ..weights.predict import predict as classify
+
+    results = classify(args.model, args.images, top=args.top, cache_dir=args.cache_dir)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for r in results:
+        print(r["image"])
+        for t in r["top"]:
+            print(f"  {t['probability']:7.2%}  {t['label']} ({t['index']})")
+
+
+# --- convert -----------------------------------------------------------------------------------------------------
+def _convert_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "source",
+        choices=["timm", "keras"],
+        help="layout of SRC: a timm/Cadene state dict (.pth, .safetensors) or a Keras NASNet .h5 (with or without top)",
+    )
+    p.add_argument("src", type=Path)
+    p.add_argument("--model", required=True, help="zoo model name, e.g. nasnet_a_large")
+    p.add_argument("-o", "--out", required=True, type=Path, help="output .safetensors")
+
+
+def convert(args: argparse.Namespace) -> None:
+    if args.source == "timm":
+        from ..weights.convert_timm import convert_timm_file as convert_file
+    else:
+        from ..weights.convert_keras import convert_keras_file as convert_file
+    print(f"wrote {convert_file(args.src, args.model, args.out)}")
+
+
+# --- validate ----------------------------------------------------------------------------------------------------
+def _validate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="zoo model, optionally with a tag, or a finetune export folder")
+    p.add_argument("data_dir", type=Path, help="DIR/CLASS/IMAGE; ImageNet synset folders need no class map")
+    p.add_argument("--class-map", type=Path, help="class folder names in output order: one per line, or JSON")
+    p.add_argument("--style", choices=["tf", "timm"], default="tf", help="tf: crop 0.875 bilinear; timm: 0.911 bicubic")
+    p.add_argument("--img-size", type=count, help="input size (default: the model's)")
+    p.add_argument("--crop-pct", type=float, help="override the style's central crop fraction")
+    p.add_argument("--batch-size", type=count, default=64)
+
+
+def validate(args: argparse.Namespace) -> None:
+    from ..finetune import load_model
+    from ..finetune import validate as top_k_accuracy
+
+    model, source = load_model(
+        args.model, pretrained=not args.no_pretrained, weights=args.weights, cache_dir=args.cache_dir,
+        **model_kwargs(args),
+    )  # fmt: skip
+    result = top_k_accuracy(
+        model, args.data_dir, class_map=args.class_map, style=args.style, img_size=args.img_size,
+        crop_pct=args.crop_pct, batch_size=args.batch_size, device=args.device, num_workers=args.workers,
+        progress=True,
+    )  # fmt: skip
+    print(json.dumps(dict(model=args.model, weights=source, **result), indent=2))
+
+
+# --- export ------------------------------------------------------------------------------------------------------
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="zoo model, optionally with a tag, or a finetune export folder")
+    p.add_argument("--format", required=True, choices=["onnx", "exported-program"])
+    p.add_argument("-o", "--out", type=Path, help="output file (default MODEL.onnx / MODEL.pt2 here)")
+    p.add_argument("--img-size", type=count, help="input size of the export (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=2, help="sample batch for tracing and the check (>= 2)")
+    p.add_argument("--atol", type=float, default=1e-4, help="allowed max |exported - eager| (plus 1e-5 x max |eager|)")
+
+
+def export(args: argparse.Namespace) -> None:
+    from ..export import FORMATS, export_model
+    from ..finetune import load_model
+
+    out = args.out or Path(Path(args.model).name.replace(".", "_") + FORMATS[args.format])
+    model, source = load_model(
+        args.model, pretrained=not args.no_pretrained, weights=args.weights, cache_dir=args.cache_dir,
+        **model_kwargs(args),
+    )  # fmt: skip
+    size = None if args.img_size is None else (model.in_chans, args.img_size, args.img_size)
+    result = export_model(model, args.format, out, input_size=size, batch_size=args.batch_size, atol=args.atol)
+    print(json.dumps(dict(model=args.model, weights=source, **result), indent=2))
+
+
+_MODEL = (WEIGHTS, ARCHITECTURE, CACHE)
+COMMANDS = [
+    Command("list", "the zoo's models, their pretrained weights, sources and whether they are cached", list_models,
+            parents=(CACHE,)),
+    Command("info", "one model: measured params and mult-adds beside the paper's, genotype, weights", info,
+            _info_arguments, (CACHE,)),
+    Command("predict", "classify images with pretrained weights and their own preprocessing", predict,
+            _predict_arguments, (CACHE,)),
+    Command("convert", "convert another implementation's weights to a zoo safetensors file", convert,
+            _convert_arguments),
+    Command("validate", "top-1 / top-5 on an image folder (ImageNet val layout or a class map), as JSON", validate,
+            _validate_arguments, (*_MODEL, DEVICE, WORKERS)),
+    Command("export", "export to ONNX or a torch.export program, checked against the eager model", export,
+            _export_arguments, _MODEL),
+]  # fmt: skip

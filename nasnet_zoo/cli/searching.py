@@ -1,0 +1,103 @@
+"""``nasnet-zoo search | retrain | demo | bench``: the cell search, its retrain step, the demo, the benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .options import Command, UsageError, count
+
+
+def _cluster(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where children train")
+    g.add_argument("--workers", type=count, help="children in flight (default: the preset's)")
+    g.add_argument("--backend", choices=["serial", "process", "ray"], help="default: the preset's")
+    g.add_argument("--data-dir", help="cifar10: a folder holding torchvision's cifar-10-batches-py")
+    g.add_argument("--ray-address", help="join this Ray cluster (e.g. auto) instead of starting a local Ray")
+    g.add_argument("--gpus-per-child", type=float, default=0.0, help="ray: GPUs each child requests")
+
+
+def _search_arguments(p: argparse.ArgumentParser) -> None:
+    from ..search.loop import ALGORITHMS, PRESETS
+
+    p.add_argument(
+        "--preset",
+        default="cpu-digits",
+        choices=list(PRESETS),
+        help="nasnet: the paper's protocol on CIFAR-10 for a GPU cluster; cpu-digits: real children on "
+        "bundled digits, minutes on 2 cores; synthetic: a known-optimum reward for testing",
+    )
+    p.add_argument("--algo", default="ppo", choices=list(ALGORITHMS))
+    p.add_argument("--budget", type=count, help="children to sample (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="folder of the search; one subfolder per algo and seed")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out after a stop or a crash")
+    p.add_argument("--max-minutes", type=float, help="wall-time budget (children in flight resume later)")
+    _cluster(p)
+
+
+def search(args: argparse.Namespace) -> None:
+    from ..search.loop import SearchConfig, run_search
+    from ..search.report import SUMMARY_HEADERS, load_runs, summary_rows
+    from ..table import format_table
+
+    config = SearchConfig(
+        preset=args.preset, algo=args.algo, seed=args.seed, budget=args.budget, workers=args.workers,
+        backend=args.backend, out=args.out, resume=args.resume, max_minutes=args.max_minutes,
+        data_dir=args.data_dir, ray_address=args.ray_address, gpus_per_child=args.gpus_per_child,
+    )  # fmt: skip
+    result = run_search(config, progress=True)
+    print(format_table(summary_rows(load_runs(args.out)), SUMMARY_HEADERS))
+    best = result.best
+    if best is not None:
+        print(f"\nbest child {best['hash']} (search reward {best['reward']:.4f}) -> {args.out / 'best.json'}")
+    print(f"journal: {result.run_dir / 'journal.jsonl'}; plot: {args.out / 'search.png'}")
+
+
+def _retrain_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", type=Path, help="the --out folder of a search")
+    p.add_argument("--top-k", type=count, help="children to retrain (default: the preset's; the paper: 250)")
+    p.add_argument("--epochs", type=count, help="default: the preset's")
+    _cluster(p)
+
+
+def retrain(args: argparse.Namespace) -> None:
+    from ..search.loop import retrain as train_longer
+    from ..table import format_table
+
+    rows = train_longer(
+        args.out, args.top_k, args.epochs, args.workers, args.backend, progress=True, data_dir=args.data_dir,
+        ray_address=args.ray_address, gpus_per_child=args.gpus_per_child,
+    )  # fmt: skip
+    table = [
+        (i + 1, r["hash"], r["run"], f"{r['search_reward']:.4f}", "-" if r["reward"] is None else f"{r['reward']:.4f}")
+        for i, r in enumerate(rows)
+    ]
+    print(format_table(table, ["rank", "child", "run", "search reward", f"after {rows[0]['epochs']} epochs"]))
+    print(f"\nfinal cell -> {args.out / 'final.json'}")
+
+
+def demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    return run_demo()
+
+
+def bench(args: argparse.Namespace) -> int:
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "benchmarks" / "run.py").is_file():
+        raise UsageError("benchmarks/ is part of the source checkout; clone the repository to run it")
+    sys.path.insert(0, str(root))
+    from benchmarks.run import main as run_benchmarks
+
+    return run_benchmarks(args.extra)
+
+
+COMMANDS = [
+    Command("search", "the paper's RL cell search (or a baseline), resumable, from a laptop to Ray", search,
+            _search_arguments),
+    Command("retrain", "train a search's top-k children longer and pick the final cell", retrain, _retrain_arguments),
+    Command("demo", "the end-to-end story on bundled data (make demo)", demo),
+    Command("bench", "speed beside timm and Cadene (python -m benchmarks.run; --help for its options)", bench),
+]  # fmt: skip

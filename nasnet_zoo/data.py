@@ -12,10 +12,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import os
 import pickle
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 from torchvision.transforms import v2
+
+from .errors import ConfigError, DataError, NotFoundError
 
 ZOO_MEAN = ZOO_STD = (0.5, 0.5, 0.5)  # the TF release's inputs in [-1, 1]
 
@@ -54,7 +59,7 @@ def stratified_split(labels: Sequence[int] | np.ndarray, val_fraction: float, se
     """``(train_indices, val_indices)``, sorted: ``round(n_c * val_fraction)`` examples of each class ``c`` go to
     validation, drawn with a generator seeded by ``seed``, so the split is fixed."""
     if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     is_val = np.zeros(len(labels), dtype=bool)
@@ -76,7 +81,7 @@ class ImageTensorDataset(Dataset):
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         if images.ndim != 4 or len(images) != len(labels):
-            raise ValueError(f"need images (N, C, H, W) and N labels, got {tuple(images.shape)} and {len(labels)}")
+            raise ConfigError(f"need images (N, C, H, W) and N labels, got {tuple(images.shape)} and {len(labels)}")
         self.images, self.labels, self.classes, self.transform = images, labels, classes, transform
 
     def __len__(self) -> int:
@@ -108,10 +113,10 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 def _read_batch(path: Path, md5: str | None) -> dict[str, Any]:
     if not path.is_file():
-        raise FileNotFoundError(f"CIFAR-10 file missing: {path}; the folder is incomplete, download it again")
+        raise NotFoundError(f"CIFAR-10 file missing: {path}; the folder is incomplete, download it again")
     raw = path.read_bytes()
     if md5 is not None and hashlib.md5(raw).hexdigest() != md5:
-        raise ValueError(
+        raise DataError(
             f"{path} is not the CIFAR-10 release's file (md5 mismatch): it may be truncated; delete the folder and "
             "download again (a copy you wrote yourself in this format reads with cifar10(..., check_md5=False))"
         )
@@ -138,13 +143,11 @@ def cifar10(
     folder = root / CIFAR10.base_folder
     if not folder.is_dir():
         if not download:
-            raise FileNotFoundError(
+            raise NotFoundError(
                 f"no CIFAR-10 at {folder}: point at the folder that holds torchvision's {CIFAR10.base_folder}/, "
                 "or pass download=True (nasnet-zoo train ... --download) when online"
             )
-        from torchvision.datasets.utils import download_and_extract_archive
-
-        download_and_extract_archive(CIFAR10.url, str(root), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
+        _download_cifar10(root)
     files = CIFAR10.train_list if train else CIFAR10.test_list
     batches = [_read_batch(folder / name, md5 if check_md5 else None) for name, md5 in files]
     meta = _read_batch(folder / CIFAR10.meta["filename"], CIFAR10.meta["md5"] if check_md5 else None)
@@ -159,6 +162,39 @@ def cifar10(
     )
 
 
+def _download_cifar10(root: Path) -> None:
+    """Download and extract the release into ``root``; on failure leave nothing behind that was not there."""
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    created = [p for p in (root, *root.parents) if not p.exists()]
+    staging = root / f".download-{os.getpid()}"
+    try:
+        download_and_extract_archive(CIFAR10.url, str(staging), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
+        os.replace(staging / CIFAR10.base_folder, root / CIFAR10.base_folder)
+    except (OSError, RuntimeError) as e:  # urllib's errors are OSErrors; torchvision raises RuntimeError on md5
+        raise DataError(
+            f"downloading CIFAR-10 from {CIFAR10.url} failed ({e}); check the connection and try again, or "
+            f"download and extract it by hand into {root}"
+        ) from e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        for p in created:  # deepest first: the folders this call made, if they stayed empty
+            with contextlib.suppress(OSError):
+                p.rmdir()
+
+
+def _load_image(path: str) -> Any:
+    """An image of an image folder as RGB, or an error naming the file (PIL's errors name none)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except OSError as e:  # unreadable, truncated or not an image
+        raise DataError(f"{path} is not a readable image ({e}): replace or remove it") from None
+
+
 def image_folder(
     root: str | Path, transform: Callable[[Any], torch.Tensor] | None = None, class_map: Sequence[str] | None = None
 ) -> Dataset:
@@ -171,18 +207,18 @@ def image_folder(
 
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"no image folder at {root}: expected {root}/CLASS_NAME/IMAGE files")
+        raise NotFoundError(f"no image folder at {root}: expected {root}/CLASS_NAME/IMAGE files")
     try:
-        ds = ImageFolder(str(root), transform=transform)
+        ds = ImageFolder(str(root), transform=transform, loader=_load_image)
     except FileNotFoundError as e:
-        raise FileNotFoundError(f"{root} holds no class folders with images ({e}); expected {root}/CLASS/IMAGE") from e
+        raise NotFoundError(f"{root} holds no class folders with images ({e}); expected {root}/CLASS/IMAGE") from e
     if class_map is None:
         return ds
     index = {name: i for i, name in enumerate(class_map)}
     unknown = [c for c in ds.classes if c not in index]
     if unknown:
         more = f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else ""
-        raise ValueError(
+        raise DataError(
             f"{len(unknown)} class folders of {root} are not in the class map: {', '.join(unknown[:5])}{more}; "
             "the map must name every folder (one class per line, in the model's output order)"
         )
@@ -197,18 +233,18 @@ def read_class_map(path: str | Path) -> list[str]:
     mapping each name to its index 0..C-1)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no class map file at {path}")
+        raise NotFoundError(f"no class map file at {path}")
     if path.suffix == ".json":
         raw = json.loads(path.read_text())
         if isinstance(raw, dict):
             if sorted(v for v in raw.values() if isinstance(v, int)) != list(range(len(raw))):
-                raise ValueError(f"{path}: a JSON class map object must map names to the indices 0..{len(raw) - 1}")
+                raise DataError(f"{path}: a JSON class map object must map names to the indices 0..{len(raw) - 1}")
             raw = sorted(raw, key=raw.__getitem__)
         names = [str(n) for n in raw]
     else:
         names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not names or len(set(names)) != len(names):
-        raise ValueError(f"{path}: a class map needs at least one class and no name twice")
+        raise DataError(f"{path}: a class map needs at least one class and no name twice")
     return names
 
 
@@ -274,7 +310,7 @@ def imagenet_train_transform(
 def tf_central_crop(x: torch.Tensor, fraction: float) -> torch.Tensor:
     """``tf.image.central_crop``: keep the central ``fraction`` of each side (offsets rounded down, as TF does)."""
     if not 0 < fraction <= 1:
-        raise ValueError(f"central crop fraction must be in (0, 1], got {fraction}")
+        raise ConfigError(f"central crop fraction must be in (0, 1], got {fraction}")
     h, w = x.shape[-2:]
     top, left = int((h - h * fraction) / 2), int((w - w * fraction) / 2)
     return x[..., top : h - top, left : w - left]
@@ -317,7 +353,7 @@ def eval_crop(cfg: dict[str, Any], style: str = "tf", crop_pct: float | None = N
     """``(crop fraction, interpolation)`` of an eval style for a model's pretrained cfg: ``"tf"``: the cfg's
     ``crop_pct`` (0.875 for the zoo's ImageNet models, 1.0 for CIFAR), bilinear; ``"timm"``: 0.911, bicubic."""
     if style not in EVAL_STYLES:
-        raise ValueError(f"unknown eval style {style!r}; choose one of {', '.join(EVAL_STYLES)}")
+        raise ConfigError(f"unknown eval style {style!r}; choose one of {', '.join(EVAL_STYLES)}")
     pct, interpolation = EVAL_STYLES[style]
     if style == "tf":
         pct = cfg.get("crop_pct") or pct

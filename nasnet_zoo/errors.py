@@ -21,6 +21,10 @@ class GenotypeError(ConfigError):
     """A genotype that cannot describe a network; the message says which block or field is wrong."""
 
 
+class NotFoundError(NasnetZooError, FileNotFoundError):
+    """A file or folder that is not where it was said to be (a dataset, a weight file, a run to resume)."""
+
+
 class DataError(NasnetZooError, ValueError):
     """Data that cannot be read or used: a missing dataset folder, a corrupt image, classes that disagree."""
 

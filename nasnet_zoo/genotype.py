@@ -231,6 +231,8 @@ class Genotype:
             return cls.from_json(path.read_text())
         except GenotypeError as e:
             raise GenotypeError(f"{path}: {e}") from None
+        except UnicodeDecodeError:
+            raise GenotypeError(f"{path} is not a text file: a genotype is JSON (a search's best.json)") from None
 
 
 # --- NASNet-A, exactly as the released TF-slim code builds it (nasnet_utils.py) ------------------------------

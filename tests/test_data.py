@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from PIL import Image
 
 from nasnet_zoo import data
+from nasnet_zoo.errors import DataError
 from nasnet_zoo.zoo import create_model
 from tests.helpers import write_fake_cifar, write_image_folder
 
@@ -146,3 +148,29 @@ def test_eval_transforms_tf_and_timm(name: str, size: int, timm_resize: int) -> 
     torch.testing.assert_close(tf(image), expected, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="unknown eval style"):
         data.eval_transform(cfg, "keras")
+
+
+def test_a_corrupt_image_is_named(tmp_path: Path) -> None:
+    write_image_folder(tmp_path, per_class=1)
+    broken = tmp_path / "dog" / "1.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    ds = data.image_folder(tmp_path)
+    ds[0]  # the good ones load
+    with pytest.raises(DataError, match=rf"{re.escape(str(broken))} is not a readable image .*replace or remove it"):
+        [ds[i] for i in range(len(ds))]
+
+
+def test_a_failed_cifar_download_says_so_and_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from urllib.error import URLError
+
+    import torchvision.datasets.utils as tv_utils
+
+    def offline(url: str, download_root: str, **kwargs: object) -> None:
+        Path(download_root).mkdir(parents=True)  # as torchvision does before it fetches
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
+    root = tmp_path / "data" / "cifar10"
+    with pytest.raises(DataError, match=r"downloading CIFAR-10 from .* failed .*try again"):
+        data.cifar10(root, download=True)
+    assert list(tmp_path.iterdir()) == []

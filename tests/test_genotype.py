@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -106,3 +107,10 @@ def test_bad_sources(tmp_path):
         Genotype.load(bad)
     with pytest.raises(GenotypeError, match="keys 'normal' and 'reduction'"):
         Genotype.from_dict({"normal": cell_dict()})
+
+
+def test_a_binary_file_is_not_a_genotype(tmp_path) -> None:
+    path = tmp_path / "best.json"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    with pytest.raises(GenotypeError, match=rf"{re.escape(str(path))} is not a text file"):
+        Genotype.load(path)

@@ -52,3 +52,23 @@ def test_a_wrong_command_line_is_exit_2_and_help_is_for_users(capsys) -> None:
             assert cli.main([c.name, "--help"]) == 0
             text = " ".join(capsys.readouterr().out.split())
             assert " ".join(c.help.split()[:4]) in text  # its description is its help line (argparse wraps it)
+
+
+def test_an_error_from_a_data_loader_worker_is_its_own_message(monkeypatch, capsys) -> None:
+    def fails(args: argparse.Namespace) -> None:
+        from torch.utils.data import DataLoader, Dataset
+
+        from nasnet_zoo.errors import DataError
+
+        class Corrupt(Dataset):
+            def __len__(self) -> int:
+                return 1
+
+            def __getitem__(self, i: int) -> None:
+                raise DataError("cat/1.jpg is not a readable image: replace or remove it")
+
+        next(iter(DataLoader(Corrupt(), num_workers=1)))
+
+    _with_run(monkeypatch, "list", fails)
+    assert cli.main(["list"]) == 1
+    assert capsys.readouterr().err == "error: cat/1.jpg is not a readable image: replace or remove it\n"

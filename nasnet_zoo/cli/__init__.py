@@ -65,5 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (NasnetZooError, OSError, ValueError, TypeError) as e:  # TODO(lead): NasnetZooError and OSError only
         if args.debug:
             traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_message(e)}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
+
+
+def _message(e: BaseException) -> str:
+    """The error's own message; one raised in a DataLoader worker arrives wrapped in the worker's traceback,
+    whose last line is the original ``module.Error: message``."""
+    text = str(e)
+    if "Original Traceback" in text:
+        text = text.strip().splitlines()[-1].split(": ", 1)[-1]
+    return text

@@ -5,7 +5,7 @@ import pytest
 
 from nasnet_zoo.genotype import NASNET_A, OPS, Block, Cell, Genotype, GenotypeError
 
-# REFERENCE.md section 1, as TF-slim's nasnet_utils.py writes it (its op names, its flat lists).
+# NASNet-A as TF-slim's nasnet_utils.py writes it (its op names, its flat lists).
 TF_NORMAL_OPS = ["separable_5x5_2", "separable_3x3_2", "separable_5x5_2", "separable_3x3_2", "avg_pool_3x3",
                  "none", "avg_pool_3x3", "avg_pool_3x3", "separable_3x3_2", "none"]  # fmt: skip
 TF_NORMAL_IDX = [0, 1, 1, 1, 0, 1, 1, 1, 0, 0]

@@ -7,8 +7,8 @@ randomises every BatchNorm (gamma, beta, moving mean and variance: a swapped pai
 legacy ``.h5`` layout of the released files (with top, and a genuine no-top model cut before the pooling),
 dumps every variable straight from the Keras model, and runs one batch.
 
-Keras zero-pads the stride-2 pools of its reduction cells (zeros enter the max and the average's divisor;
-REFERENCE §2) where TF pads with -inf and averages over real pixels only. So the converted model matches Keras
+Keras zero-pads the stride-2 pools of its reduction cells (zeros enter the max and the average's divisor)
+where TF pads with -inf and averages over real pixels only. So the converted model matches Keras
 only once those 12 pools are swapped for Keras's (done here, the library stays exact); the exact model's
 distance from Keras is measured and printed, and it is all due to those pools.
 

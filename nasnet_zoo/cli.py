@@ -29,45 +29,42 @@ def cmd_list(args: argparse.Namespace) -> int:
     ]
     print(format_table(rows, ["model", "architecture", "paper row", "size", "dataset", "pretrained tags"]))
     print()
-    print(format_table(_weights_rows(args.cache_dir), ["weights", "format", "source", "reported top-1/5", "cached"]))
+    rows = _weights_rows(args.cache_dir, args.verify)
+    print(format_table(rows, ["weights", "format", "source", "reported top-1/5", "cached"]))
     return 0
 
 
-def _weights_rows(cache_dir: Path | None) -> list[tuple[str, ...]]:
-    from .weights import describe_weights
-    from .zoo import MODELS
+def _weights_rows(cache_dir: Path | None, verify: bool) -> list[tuple[str, ...]]:
+    from .zoo import MODELS, describe_weights
 
     return [
         (
             f"{name}.{w['tag']}",
             w["format"],
-            w["hf_hub_id"] or f"{w['url']} (md5 {w['md5']})",
+            f"{w['source']} ({w['pin']})",
             f"{w['top1']} / {w['top5']} ({w['reported_by']})",
-            "yes" if w["cached"] else "no",
+            w["cache"],
         )
         for name, m in MODELS.items()
-        for w in (describe_weights(name, cache_dir) if m.pretrained else [])
+        for w in (describe_weights(name, cache_dir, verify) if m.pretrained else [])
     ]
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .weights import describe_weights
-    from .zoo import MODELS, measure
+    from .errors import NasnetZooError
+    from .zoo import info
 
-    if args.model not in MODELS:
-        print(f"unknown model {args.model!r}; see `nasnet-zoo list`", file=sys.stderr)
+    try:
+        print(json.dumps(info(args.model, args.cache_dir), indent=2, default=str))
+    except NasnetZooError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    m = MODELS[args.model]
-    info = measure(args.model)
-    info.update(genotype=m.genotype.to_dict(), config=vars(m.config) if hasattr(m.config, "__dict__") else None)
-    info["pretrained"] = describe_weights(args.model, args.cache_dir)
-    print(json.dumps(info, indent=2, default=str))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict
     from .weights import WeightsError
-    from .weights.predict import predict
 
     try:
         results = predict(args.model, args.images, top=args.top, cache_dir=args.cache_dir)
@@ -86,16 +83,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from .weights import WeightsError
+    from .zoo import template
 
     try:
         if args.source == "timm":
             from .weights.convert_timm import convert_timm_file
 
-            out = convert_timm_file(args.src, args.model, args.out)
+            out = convert_timm_file(args.src, template(args.model), args.out)
         elif args.source == "keras":
             from .weights.convert_keras import convert_keras_file
 
-            out = convert_keras_file(args.src, args.model, args.out)
+            out = convert_keras_file(args.src, template(args.model), args.out)
         else:  # pragma: no cover - argparse restricts the choices
             raise ValueError(args.source)
     except WeightsError as e:
@@ -137,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from .publish import publish
     from .weights import WeightsError
-    from .weights.export import push_hub_folder
+    from .weights.hub_folder import push_hub_folder
 
     if (args.push or args.revision or args.private) and not (args.push and args.repo_id):
         print("error: --push needs --repo-id ORG/NAME; --revision and --private go with --push", file=sys.stderr)
@@ -161,7 +159,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_cards(args: argparse.Namespace) -> int:
-    from .cards import source_root, stale_files, write_all
+    from .generated import source_root, stale_files, write_all
 
     try:
         root = args.root or source_root()
@@ -225,8 +223,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .finetune import load_model, validate
+    from .finetune import validate
     from .weights import WeightsError
+    from .zoo import load_model
 
     _log_to_stderr()
     try:
@@ -248,8 +247,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import FORMATS, ExportCheckError, export_model
-    from .finetune import load_model
     from .weights import WeightsError
+    from .zoo import load_model
 
     _log_to_stderr()
     out = args.out or Path(Path(args.model).name.replace(".", "_") + FORMATS[args.format])
@@ -339,8 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache = dict(type=Path, default=None, help="weights cache folder (default: huggingface_hub's and torch.hub's)")
     sp = add("list", cmd_list, "the zoo's models, their pretrained weights, sources and whether they are cached")
     sp.add_argument("--cache-dir", **cache)
+    sp.add_argument("--verify", action="store_true", help="hash cached files in full (default: header and size)")
     sp = add("info", cmd_info, "one model: measured params and mult-adds beside the paper's, genotype, weights")
-    sp.add_argument("model")
+    sp.add_argument("model", help="zoo model, optionally with a tag: nasnet_a_large, nasnet_a_large.keras_in1k")
     sp.add_argument("--cache-dir", **cache)
     sp = add("predict", cmd_predict, "classify images with pretrained weights and their own preprocessing")
     sp.add_argument("model", help="zoo model, optionally with a tag: nasnet_a_large, nasnet_a_large.keras_in1k")

@@ -247,9 +247,12 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
     """`timm.create_model` for the zoo's names: same behaviour, plus a clear error for unknown names.
 
     ``create_model("nasnet_a_mobile", pretrained=True, num_classes=10)`` gives a new head for fine-tuning;
-    ``create_model("nasnet_cifar", genotype="runs/search/best.json")`` builds a searched cell.
+    ``create_model("nasnet_cifar", genotype="runs/search/best.json")`` builds a searched cell. A saved model's
+    ``config.json`` (``hf-hub:``, ``local-dir:``) is checked first, so that an unreachable Hub fails at once.
     """
-    if not name.startswith(("hf-hub:", "hf_hub:", "local-dir:")):
+    if name.startswith(("hf-hub:", "hf_hub:", "local-dir:")):
+        _saved_config(name, kwargs.get("cache_dir"))
+    else:
         _row(name)
     return timm.create_model(name, pretrained=pretrained, **kwargs)
 
@@ -290,7 +293,6 @@ def load_model(
     if name.startswith(("local-dir:", "hf-hub:", "hf_hub:")):
         if weights is not None or not pretrained:
             raise ConfigError(f"{name} is a saved model: it brings its own weights (no weights= / pretrained=False)")
-        _saved_config(name, cache_dir)
         return create_model(name, pretrained=True, cache_dir=cache_dir, **kwargs), name
     if not pretrained:
         if weights is not None:
@@ -306,7 +308,7 @@ def load_model(
 
 
 def _saved_config(name: str, cache_dir: str | PathLike[str] | None) -> None:
-    """Check a saved model's config.json is at hand (a Hub repo's fetched at once, or failing with a message)."""
+    """A saved model's config.json must be at hand: a folder's, or a Hub repo's, fetched (or failing) at once."""
     kind, _, where = name.partition(":")
     if kind == "local-dir":
         if not (Path(where) / "config.json").is_file():

@@ -487,6 +487,10 @@ def test_unreachable_hub_fails_fast_and_creates_nothing(tmp_path, monkeypatch):
         nasnet_zoo.create_model("nasnet_a_large", pretrained=True, cache_dir=tmp_path / "hub")
     assert time.perf_counter() - start < 5
     assert "127.0.0.1:9" in str(e.value) and "HF_HUB_OFFLINE=1" in str(e.value)
+    start = time.perf_counter()  # a repo in the zoo's layout: its config.json comes first, as fast
+    with pytest.raises(WeightsUnavailableError, match=r"config\.json of .*org/mobile is not in the Hub cache"):
+        nasnet_zoo.create_model("hf-hub:org/mobile", pretrained=True, cache_dir=tmp_path / "hub")
+    assert time.perf_counter() - start < 5
     assert list(tmp_path.iterdir()) == []
 
 

@@ -45,7 +45,7 @@ from .models import MODELS, Config, eval_configs, train_configs
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_BATCH = {"mobile": 16, "large": 2}
-README_START, README_END = "<!-- benchmark table: start -->", "<!-- benchmark table: end -->"
+README_BLOCK, README_COMMAND = "benchmarks", "python -m benchmarks.run"
 
 
 def peers_available() -> bool:
@@ -316,12 +316,16 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def update_readme(md: str, readme: Path = ROOT / "README.md") -> bool:
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
+    """Splice ``md`` into README.md's generated block ``benchmarks``; False (nothing written) when it has none."""
+    from nasnet_zoo.errors import ConfigError
+    from nasnet_zoo.files import atomic_write
+    from nasnet_zoo.generated import splice
+
+    try:
+        text = splice(readme.read_text(), README_BLOCK, md, README_COMMAND)
+    except ConfigError:
         return False
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{md}{README_END}{tail}")
+    atomic_write(readme, text)
     return True
 
 

@@ -3,6 +3,7 @@
 import nasnet_zoo, timm
 m = timm.create_model("nasnet_a_mobile")          # every zoo model is registered with timm on import
 m = nasnet_zoo.create_model("nasnet_cifar", genotype=nasnet_zoo.Genotype.load("best.json"))
+m, source = nasnet_zoo.load_model("runs/ft/model")  # a model with its weights, and where they were read from
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from . import weights  # noqa: F401  (installs the zoo's pretrained loader)
 from .genotype import NASNET_A, Genotype
 from .network import MacroConfig, NASNet
-from .zoo import MODELS, create_model, list_models
+from .zoo import MODELS, create_model, list_models, load_model
 
-__all__ = ["MODELS", "NASNET_A", "Genotype", "MacroConfig", "NASNet", "create_model", "list_models"]
+__all__ = ["MODELS", "NASNET_A", "Genotype", "MacroConfig", "NASNet", "create_model", "list_models", "load_model"]
 __version__ = "0.1.0"
 
 

@@ -12,6 +12,7 @@ import fcntl
 import os
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from os import PathLike
@@ -83,7 +84,7 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            holder = self._holder(fd)
             os.close(fd)
             raise RunError(
                 f"{self.path.parent} is in use by {holder}: wait for it to finish (or stop it), or use another "
@@ -93,6 +94,16 @@ class RunLock:
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv)[:200]})\n".encode(), 0)
         self._fd = fd
         return self
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        """Who holds the lock, as it wrote it; a holder that locked a moment ago may not have written yet."""
+        for _ in range(20):
+            text = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+            if text:
+                return text
+            time.sleep(0.01)
+        return "another process"
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:

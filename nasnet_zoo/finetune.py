@@ -2,20 +2,16 @@
 
 Public API::
 
-    load_model(name, *, pretrained=True, weights=None, cache_dir=None, allow_random=False, **kwargs)
-        -> (model, source)             a zoo model with its weights, or an exported folder; see "Weights" below
     finetune(name, data, out_dir, *, config=FINETUNE_CONFIG, freeze_backbone=False, backbone_lr_scale=1.0,
              patience=None, ...) -> FinetuneResult
     save_finetuned(model, folder, *, classes=None, data_config=None, description="") -> Path
     backbone_parameter_names(model) -> set[str]   what ``group_matcher`` puts in a layer group (the rest: head)
     validate(model, root, *, class_map=None, style="tf", ...) -> dict   top-1 / top-5 on an image folder
 
-Weights. ``load_model`` asks timm's pretrained machinery (so the zoo's weight loader, when installed) for the
-model's weights. When there are none to be had, because the model has no released weights or because they are
-not cached and the source cannot be reached (offline), fine-tuning logs a warning and starts from random
-initialisation; validation and export refuse. Anything else that goes wrong with weights, a corrupt or
-truncated file, a hash mismatch, weights of another architecture, raises `WeightsError`: never a silent random
-init.
+Weights. `zoo.load_model` loads the starting weights: the model's released ones, ``weights=`` (a file or a Hub
+repo), or a saved folder. Whatever is named either loads or fails with `WeightsError` (`WeightsUnavailableError`
+when the model has none or they cannot be fetched now); random initialisation comes only from
+``pretrained=False``.
 
 Fine-tuning. DATA is ``"digits"`` (the bundled 8x8 digits and their fixed split) or an image folder: with
 ``train/`` and ``val/`` class folders, or class folders only, split per class with a fixed seed. The model gets
@@ -23,7 +19,7 @@ a new head for the data's classes; the backbone (every parameter that the model'
 a layer group: stem and cells) is optionally frozen (no gradients, BatchNorm statistics fixed) or trained at
 ``backbone_lr_scale`` x the learning rate. `train.fit` trains and keeps the weights of the best validation
 epoch (``best.safetensors``); ``patience`` stops a run that has not improved for that many epochs. The best
-model is exported to ``out_dir/model/`` as the zoo's Hub folder (`weights.export.save_hub_folder`):
+model is exported to ``out_dir/model/`` as the zoo's Hub folder (`weights.hub_folder.save_hub_folder`):
 ``model.safetensors``, timm's ``config.json`` (architecture, num_classes, num_features, label_names, model_args
 with the genotype of a generic model, pretrained_cfg with the preprocessing) and ``genotype.json``, which loads
 back with any of::
@@ -41,7 +37,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import pickle
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -49,7 +44,6 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
-from urllib.error import HTTPError, URLError
 
 import torch
 from torch import nn
@@ -57,10 +51,9 @@ from torch.utils.data import Dataset, Subset
 
 from . import data as datasets
 from .train import FitResult, TrainConfig, evaluate, fit
-from .weights import WeightsError, read_state_dict
-from .weights.common import WeightsUnavailableError
-from .weights.export import save_hub_folder
-from .zoo import MODELS, create_model
+from .weights import read_state_dict
+from .weights.hub_folder import save_hub_folder
+from .zoo import MODELS, load_model
 
 _logger = logging.getLogger(__name__)
 
@@ -70,109 +63,6 @@ FINETUNE_CONFIG = TrainConfig(
     label_smoothing=0.1, clip_grad_norm=5.0,
 )  # fmt: skip
 EXPORT_FOLDER = "model"
-
-
-# --- weights: pretrained when available ----------------------------------------------------------------------------
-def _unavailable(error: BaseException | None) -> bool:
-    """Whether an error (or one it was raised from) says the weights cannot be had now, not that they are bad."""
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    while error is not None:
-        if isinstance(error, WeightsUnavailableError | LocalEntryNotFoundError | ConnectionError | TimeoutError):
-            return True
-        if isinstance(error, URLError) and not isinstance(error, HTTPError):
-            return True
-        error = error.__cause__
-    return False
-
-
-def load_model(
-    name: str | PathLike[str],
-    *,
-    pretrained: bool = True,
-    weights: str | PathLike[str] | None = None,
-    cache_dir: str | PathLike[str] | None = None,
-    allow_random: bool = False,
-    **kwargs: Any,
-) -> tuple[nn.Module, str]:
-    """Build a model with its weights; returns ``(model, where its weights came from)``.
-
-    Args:
-        name: a zoo model, optionally with a weights tag (``nasnet_a_large.keras_in1k``); or a folder written by
-            `save_finetuned` (also as ``local-dir:FOLDER``) or ``hf-hub:ORG/NAME``, whose config.json names the
-            architecture and its arguments.
-        pretrained: False builds a randomly initialised model, on purpose.
-        weights: weights to load instead of the tag's: a file (timm's ``pretrained_cfg_overlay=dict(file=...)``)
-            or ``hf-hub:ORG/NAME[@REVISION]``, a Hub repo's ``model.safetensors`` in the zoo's layout.
-        cache_dir: where downloaded weights are cached.
-        allow_random: when no weights can be had (none released; not cached and offline or unreachable), log a
-            warning and return a randomly initialised model instead of raising `WeightsUnavailableError`.
-        kwargs: `create_model` arguments (``num_classes``, ``in_chans``, ``img_size``, macro fields, genotype).
-
-    Raises `WeightsError` for weights that exist but cannot be used (corrupt, truncated, of another model).
-    """
-    name = str(name)
-    if Path(name).is_dir():
-        name = f"local-dir:{name}"
-    if name.startswith(("local-dir:", "hf-hub:", "hf_hub:")):
-        if weights is not None or not pretrained:
-            raise ValueError(f"{name} is a saved model: it brings its own weights (no weights= / pretrained=False)")
-        return _load(name, name, dict(cache_dir=cache_dir, **kwargs)), name
-    arch, _, tag = name.partition(".")
-    if arch not in MODELS:
-        raise ValueError(f"unknown model {name!r}; the zoo has: {', '.join(MODELS)}")
-    if not pretrained:
-        return create_model(arch, **kwargs), "random initialisation (pretrained=False)"
-    overlay = None
-    if weights is not None and str(weights).startswith("hf-hub:"):
-        overlay = {"hf_hub_id": str(weights).removeprefix("hf-hub:"), "hf_hub_filename": "model.safetensors"}
-    elif weights is not None:
-        overlay = {"file": str(weights)}
-    from timm.models import resolve_pretrained_cfg
-
-    try:
-        cfg = resolve_pretrained_cfg(arch, pretrained_cfg=tag or None, pretrained_cfg_overlay=overlay)
-    except RuntimeError as e:  # timm: an unknown tag
-        tags = ", ".join(MODELS[arch].pretrained) or "none"
-        raise WeightsError(
-            f"{name}: {arch} has no weights tag {tag!r} (its tags: {tags}); see `nasnet-zoo list`"
-        ) from e
-    source = cfg.file or (cfg.hf_hub_id and f"hf-hub:{cfg.hf_hub_id}") or cfg.url
-    if source:
-        try:
-            model = _load(name, source, dict(pretrained_cfg_overlay=overlay, cache_dir=cache_dir, **kwargs))
-            _logger.info("%s: pretrained weights loaded from %s", name, source)
-            return model, f"pretrained: {source}"
-        except WeightsUnavailableError as e:
-            unavailable = e
-    else:
-        tags = ", ".join(MODELS[arch].pretrained) or "none"
-        unavailable = WeightsUnavailableError(f"{name} has no released weights (tags: {tags})")
-    if not allow_random:
-        raise WeightsUnavailableError(
-            f"{unavailable}. Pass a weight file (weights=, --weights), connect once to download them, or build the "
-            "model from random initialisation on purpose (pretrained=False, --no-pretrained)"
-        ) from unavailable
-    _logger.warning("%s: %s; starting from RANDOM INITIALISATION", name, unavailable)
-    return create_model(arch, **kwargs), f"random initialisation ({unavailable})"
-
-
-def _load(name: str, source: str, kwargs: dict[str, Any]) -> nn.Module:
-    """`create_model(name, pretrained=True)`, with its failures sorted into unavailable and broken weights."""
-    from safetensors import SafetensorError
-
-    try:
-        return create_model(name, pretrained=True, **kwargs)
-    except (WeightsError, OSError, RuntimeError, ValueError, EOFError, SafetensorError, pickle.UnpicklingError) as e:
-        if _unavailable(e):
-            raise WeightsUnavailableError(f"the weights ({source}) are not available: {e}") from e
-        if isinstance(e, WeightsError):
-            raise
-        raise WeightsError(
-            f"{name}: loading the weights from {source} failed ({type(e).__name__}: {e}). The file is corrupt, "
-            "truncated or for another model: replace it, or start from random initialisation on purpose "
-            "(pretrained=False, --no-pretrained)"
-        ) from e
 
 
 # --- the backbone, through group_matcher ---------------------------------------------------------------------------
@@ -326,8 +216,8 @@ def finetune(
     progress: bool = False,
     **model_kwargs: Any,
 ) -> FinetuneResult:
-    """Fine-tune ``name`` (see `load_model`; random initialisation, logged, when no weights can be had) on
-    ``data`` with a new head, select the best validation epoch, and export it to ``out_dir/model/``.
+    """Fine-tune ``name`` (see `zoo.load_model`; random initialisation only with ``pretrained=False``) on ``data``
+    with a new head, select the best validation epoch, and export it to ``out_dir/model/``.
 
     Args:
         config: the `train.fit` settings (default `FINETUNE_CONFIG`).
@@ -352,9 +242,8 @@ def finetune(
         model_kwargs["img_size"] = img_size
     torch.manual_seed(config.seed)  # the new head's initialisation follows the seed
     model, source = load_model(
-        name, pretrained=pretrained, weights=weights, cache_dir=cache_dir, allow_random=True,
-        num_classes=len(classes), **model_kwargs,
-    )  # fmt: skip
+        name, pretrained=pretrained, weights=weights, cache_dir=cache_dir, num_classes=len(classes), **model_kwargs
+    )
     cfg = dict(model.pretrained_cfg)
     size = img_size or int(cfg["input_size"][-1])
     train, val, _ = finetune_data(data, cfg, size, model.in_chans, eval_style, val_fraction, split_seed)
@@ -408,7 +297,7 @@ def save_finetuned(
     data_config: dict[str, Any] | None = None,
     description: str = "",
 ) -> Path:
-    """Write the zoo's Hub folder (`weights.export.save_hub_folder`: ``model.safetensors``, timm's
+    """Write the zoo's Hub folder (`weights.hub_folder.save_hub_folder`: ``model.safetensors``, timm's
     ``config.json``, ``genotype.json``) into ``folder``, so ``publish`` and ``create_model`` read it as it is.
 
     ``data_config`` (timm's keys: input_size, crop_pct, interpolation, mean, std) records the preprocessing
@@ -424,7 +313,8 @@ def save_finetuned(
     }
     metadata = {"architecture": cfg["architecture"], "source": description or "nasnet-zoo finetune"}
     labels = list(classes) if classes is not None else None
-    save_hub_folder(model, folder, metadata, pretrained_cfg=pretrained_cfg, label_names=labels)
+    model_args = MODELS[cfg["architecture"]].hub_model_args(model)
+    save_hub_folder(model, folder, metadata, pretrained_cfg=pretrained_cfg, label_names=labels, model_args=model_args)
     return Path(folder)
 
 

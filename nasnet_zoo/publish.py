@@ -12,7 +12,7 @@
   fine-tuning export or an earlier publish writes): rebuilt from its ``config.json``. Metadata in its
   safetensors (``dataset``, ``base_model``, ``epoch``, ``val_acc``) goes into the card.
 
-`weights.export.push_hub_folder` uploads the folder and returns the commit, which pins the repo in the zoo table:
+`weights.hub_folder.push_hub_folder` uploads the folder and returns the commit, which pins the repo in the zoo table:
 ``Weights("zoo", hf_hub_id="ORG/NAME@<commit>")``.
 """
 
@@ -31,9 +31,9 @@ from .genotype import Genotype
 from .network import NASNet
 from .weights import WeightsError, check_state_dict, read_state_dict
 from .weights.common import file_digest
-from .weights.export import save_hub_folder
-from .weights.hub import HUB_FILENAME
-from .zoo import MODELS, Weights, create_model, list_models
+from .weights.hub_folder import save_hub_folder
+from .weights.sources import HUB_FILENAME
+from .zoo import MODELS, create_model, list_models
 
 __all__ = ["publish"]
 
@@ -73,7 +73,8 @@ def publish(
             )
         net, metadata, facts = _from_tag(model, repo_id, cache_dir)
     override = {} if facts.tag else {"tag": None, "origin_url": None, "description": _trained_description(facts)}
-    return save_hub_folder(net, out, metadata, cards.render_card(facts), override)
+    model_args = MODELS[metadata["architecture"]].hub_model_args(net)
+    return save_hub_folder(net, out, metadata, cards.render_card(facts), override, model_args=model_args)
 
 
 # --- the three inputs -------------------------------------------------------------------------------------------
@@ -92,16 +93,8 @@ def _from_tag(model: str, repo_id: str | None, cache_dir: Any) -> tuple[NASNet, 
     facts = cards.zoo_facts(name, tag, repo_id)  # checks the tag
     net = create_model(f"{name}.{tag}", pretrained=True, cache_dir=cache_dir)
     w = m.pretrained[tag]
-    metadata = dict(architecture=name, tag=tag, source=_source(w), source_hash=_source_hash(w), origin=w.origin)
+    metadata = dict(architecture=name, tag=tag, source=w.source_url, source_hash=w.source_hash, origin=w.origin)
     return net, metadata, facts
-
-
-def _source(w: Weights) -> str:
-    return w.url if w.format == "keras" else f"https://huggingface.co/{w.hf_hub_id.split('@')[0]}"
-
-
-def _source_hash(w: Weights) -> str:
-    return f"md5:{w.md5}" if w.format == "keras" else f"git:{w.hf_hub_id.split('@')[1]}"
 
 
 def _from_file(
@@ -153,7 +146,7 @@ def _from_folder(
     name = net.pretrained_cfg["architecture"]
     meta = _file_metadata(path)
     tag = meta.get("tag")
-    if tag and tag in MODELS[name].pretrained and meta.get("source") == _source(MODELS[name].pretrained[tag]):
+    if tag and tag in MODELS[name].pretrained and meta.get("source") == MODELS[name].pretrained[tag].source_url:
         keep = ("architecture", "tag", "source", "source_hash", "origin")  # an earlier publish of a released tag
         return net, {k: meta[k] for k in keep if k in meta}, cards.zoo_facts(name, tag, repo_id)
     epoch = int(meta["epoch"]) if meta.get("epoch", "").isdigit() else None

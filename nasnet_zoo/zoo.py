@@ -1,8 +1,11 @@
-"""The table: every model the zoo builds, its macro config, the paper's numbers, and its timm registration.
+"""The table: every model the zoo builds, its macro config, the paper's numbers, its released weights, and
+its timm registration; `create_model` and `load_model`, the fronts that build from it.
 
-A row is (genotype, macro config, input size, paper numbers). The paper's numbers live here once; tests,
-model cards, the README and benchmarks read them from `MODELS`. Importing this module registers every row
-with timm (``timm.create_model("nasnet_a_mobile")``) without touching timm's own names (``nasnetalarge``).
+A row is (genotype, macro config, input size, paper numbers, released `Weights` by tag). The paper's numbers
+live here once; tests, model cards, the README and benchmarks read them from `MODELS`. Importing this module
+registers every row with timm under the module name ``nasnet_zoo`` (``timm.create_model("nasnet_a_mobile")``,
+``timm.list_models(module="nasnet_zoo")``) without touching timm's own names (``nasnetalarge``); a builder
+with ``pretrained=True`` loads through `weights.load.load_pretrained`, so timm's entry point and ours agree.
 
 The generic builders ``nasnet_cifar`` and ``nasnet_imagenet`` take any ``genotype=`` (a `Genotype`, a JSON
 path or string, or a dict) and any `MacroConfig` field as a keyword, e.g.
@@ -12,17 +15,23 @@ path or string, or a dict) and any `MacroConfig` field as a keyword, e.g.
 from __future__ import annotations
 
 import dataclasses
-import re
-from collections.abc import Callable
+import functools
+import sys
 from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import timm
+import torch
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
+from .errors import ConfigError, WeightsError
 from .genotype import NASNET_A, Genotype
 from .network import MacroConfig, NASNet
+from .weights.load import load_pretrained, resolve
+from .weights.sources import HUB_FILENAME, Weights, fetch_hub, split_hub_id
 
 #: TF-slim's cifar_config / mobile_imagenet_config / large_imagenet_config (nasnet.py) and arg scopes.
 CIFAR = MacroConfig(
@@ -59,53 +68,6 @@ class Paper:
 
 
 @dataclass(frozen=True)
-class Weights:
-    """One set of released weights for a row: where the file is, its layout, the hash to check, and what it
-    reportedly scores. `nasnet_zoo.weights` loads it (that layer sits above this table and plugs into `_build`).
-
-    ``format`` names the file's layout, and so how it loads:
-
-    * ``"timm"``: a timm/Cadene NASNet state dict on the Hub, renamed into the zoo's layout at load time;
-    * ``"zoo"``: the zoo's own layout on the Hub (safetensors + timm ``config.json``, as ``nasnet-zoo publish``
-      writes it): publishing under an organisation means changing ``hf_hub_id`` here, not code;
-    * ``"keras"``: a Keras ``.h5`` at ``url``, downloaded once, checked against ``md5`` (the hash Keras
-      publishes), converted and cached as safetensors; later loads read only the cache.
-
-    Hub ids are pinned: ``"org/name@<40-hex commit>"``.
-    """
-
-    format: str
-    hf_hub_id: str | None = None
-    url: str | None = None
-    md5: str | None = None
-    top1: float | None = None  # ImageNet-1k accuracy (%) as reported by `reported_by`
-    top5: float | None = None
-    reported_by: str = ""
-    origin: str = ""  # how these weights were produced
-    cfg: dict[str, Any] = field(default_factory=dict)  # timm pretrained-cfg overrides (preprocessing, ...)
-
-    FORMATS = ("timm", "zoo", "keras")
-
-    def __post_init__(self) -> None:
-        if self.format not in self.FORMATS:
-            raise ValueError(f"weights format must be one of {self.FORMATS}, got {self.format!r}")
-        if self.format == "keras":
-            if not self.url or not re.fullmatch(r"[0-9a-f]{32}", self.md5 or ""):
-                raise ValueError("keras weights need a url and the md5 Keras publishes for it")
-        elif not re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", self.hf_hub_id or ""):
-            raise ValueError(f"pin Hub weights to a commit: 'org/name@<40-hex sha>', got {self.hf_hub_id!r}")
-
-    def timm_cfg(self) -> dict[str, Any]:
-        """The entries timm's pretrained cfg takes from these weights."""
-        if self.hf_hub_id:
-            repo = self.hf_hub_id.split("@")[0]
-            source = {"hf_hub_id": self.hf_hub_id, "origin_url": f"https://huggingface.co/{repo}"}
-        else:
-            source = {"url": self.url, "origin_url": self.url}
-        return {**source, "description": self.origin, **self.cfg}
-
-
-@dataclass(frozen=True)
 class ZooModel:
     """One row of the zoo."""
 
@@ -119,6 +81,20 @@ class ZooModel:
     paper: Paper | None = None
     pretrained: dict[str, Weights] = field(default_factory=dict)  # tag -> weights; the first is the default
     generic: bool = False  # takes genotype= (the generic builders)
+
+    @property
+    def pool_size(self) -> tuple[int, int]:
+        """The final feature map at the input size: TF-slim's VALID stride-2 stem conv (ImageNet), then one
+        halving ("SAME", rounding up) per stem cell and reduction cell."""
+        imagenet = self.config.stem == "imagenet"
+        s = (self.input_size - 3) // 2 + 1 if imagenet else self.input_size
+        for _ in range(self.config.num_reduction_layers + 2 * imagenet):
+            s = -(-s // 2)
+        return (s, s)
+
+    def hub_model_args(self, model: nn.Module) -> dict[str, Any]:
+        """What a Hub folder's ``config.json`` records beyond timm's own: a generic row's genotype, as JSON."""
+        return {"genotype": model.genotype.to_dict()} if self.generic else {}
 
 
 # The paper's in-between sizes (5 @ 1538, 7 @ 1920, CIFAR 7 @ 2304) cannot have the printed parameter counts
@@ -175,7 +151,7 @@ def _pretrained_cfg(m: ZooModel, **overrides: Any) -> dict[str, Any]:
     cfg = dict(
         num_classes=m.num_classes,
         input_size=(3, s, s),
-        pool_size=None,
+        pool_size=m.pool_size,
         crop_pct=0.875 if m.dataset.startswith("imagenet") else 1.0,
         interpolation="bilinear",
         mean=(0.5, 0.5, 0.5),
@@ -198,26 +174,6 @@ default_cfgs = generate_default_cfgs(
 )
 
 
-#: Loads ``pretrained=True`` models: ``pretrained_loader(build, name, source)`` where ``build(pretrained, **load)``
-#: calls timm's `build_model_with_cfg` and ``source`` holds the caller's ``pretrained_cfg``,
-#: ``pretrained_cfg_overlay`` and ``cache_dir``. `nasnet_zoo.weights` installs its loader (sources, hashes,
-#: conversion, checks) with `set_pretrained_loader` when ``nasnet_zoo`` is imported: weights/ sits above this
-#: module, which never imports it. Until then timm's own loading runs.
-PretrainedLoader = Callable[[Callable[..., NASNet], str, dict[str, Any]], NASNet]
-
-
-def _timm_loader(build: Callable[..., NASNet], name: str, source: dict[str, Any]) -> NASNet:
-    return build(True, **source)
-
-
-_pretrained_loader: PretrainedLoader = _timm_loader
-
-
-def set_pretrained_loader(loader: PretrainedLoader) -> None:
-    global _pretrained_loader
-    _pretrained_loader = loader
-
-
 def _build(name: str, pretrained: bool = False, **kwargs: Any) -> NASNet:
     m = MODELS[name]
     genotype = kwargs.pop("genotype", None)
@@ -230,7 +186,8 @@ def _build(name: str, pretrained: bool = False, **kwargs: Any) -> NASNet:
     size = kwargs.get("img_size", m.input_size)
     kwargs["img_size"] = size if isinstance(size, int) else int(size[0])  # timm's config.json records (h, w)
     out_indices = tuple(range(5 if config.stem == "imagenet" else 4))
-    source = {k: kwargs.pop(k) for k in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir") if k in kwargs}
+    overlay, cache_dir = kwargs.pop("pretrained_cfg_overlay", None), kwargs.pop("cache_dir", None)
+    cfg = resolve(name, m.pretrained, kwargs.pop("pretrained_cfg", None), overlay)
 
     def build(pretrained: bool, **load: Any) -> NASNet:
         return build_model_with_cfg(
@@ -244,7 +201,16 @@ def _build(name: str, pretrained: bool = False, **kwargs: Any) -> NASNet:
             **load,
         )
 
-    return _pretrained_loader(build, name, source) if pretrained else build(False, **source)
+    if not pretrained:
+        return build(False, pretrained_cfg=cfg)
+    return load_pretrained(build, cfg, m.pretrained, functools.partial(template, name), overlay=overlay,
+                           cache_dir=cache_dir)  # fmt: skip
+
+
+# timm names a registration's module after the last part of its entry point's __module__, and reads the
+# pretrained cfgs from that module's `default_cfgs`: the package, so that the module name says NASNet.
+_PACKAGE = sys.modules[__package__]
+_PACKAGE.default_cfgs = default_cfgs
 
 
 def _register(name: str) -> None:
@@ -253,7 +219,7 @@ def _register(name: str) -> None:
 
     m = MODELS[name]
     entrypoint.__name__ = entrypoint.__qualname__ = name
-    entrypoint.__module__ = __name__
+    entrypoint.__module__ = __package__
     entrypoint.__doc__ = f"{m.title} ({m.dataset}, {m.input_size}x{m.input_size})."
     globals()[name] = register_model(entrypoint)
 
@@ -269,16 +235,122 @@ def list_models(pretrained: bool = False) -> list[str]:
     return list(MODELS)
 
 
+def _row(name: str) -> ZooModel:
+    """The row of ``name`` (``model``, ``model.tag``, ``hf-hub:``/``local-dir:`` names pass) or a clear error."""
+    arch = name.split(".", 1)[0]
+    if arch not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; the zoo has: {', '.join(MODELS)} (see `nasnet-zoo list`)")
+    return MODELS[arch]
+
+
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """`timm.create_model` for the zoo's names: same behaviour, plus a clear error for unknown names.
 
     ``create_model("nasnet_a_mobile", pretrained=True, num_classes=10)`` gives a new head for fine-tuning;
-    ``create_model("nasnet_cifar", genotype="runs/search/best.json")`` builds a searched cell.
+    ``create_model("nasnet_cifar", genotype="runs/search/best.json")`` builds a searched cell. A saved model's
+    ``config.json`` (``hf-hub:``, ``local-dir:``) is checked first, so that an unreachable Hub fails at once.
     """
-    arch = name.split(".", 1)[0].removeprefix("hf-hub:").removeprefix("hf_hub:")
-    if arch not in MODELS and not name.startswith(("hf-hub:", "hf_hub:", "local-dir:")):
-        raise ValueError(f"unknown model {name!r}; the zoo has: {', '.join(MODELS)}")
+    if name.startswith(("hf-hub:", "hf_hub:", "local-dir:")):
+        _saved_config(name, kwargs.get("cache_dir"))
+    else:
+        _row(name)
     return timm.create_model(name, pretrained=pretrained, **kwargs)
+
+
+def template(name: str) -> nn.Module:
+    """``name``'s model as its weight files hold it (the row's classes and channels), built on the meta device:
+    its names, shapes and cells, for the converters, at no memory and no initialisation time."""
+    with torch.device("meta"):
+        return create_model(name)
+
+
+def load_model(
+    name: str | PathLike[str],
+    *,
+    pretrained: bool = True,
+    weights: str | PathLike[str] | None = None,
+    cache_dir: str | PathLike[str] | None = None,
+    **kwargs: Any,
+) -> tuple[nn.Module, str]:
+    """A model with its weights, and where they were read from: ``(model, source)``.
+
+    Args:
+        name: a zoo model, optionally with a weights tag (``nasnet_a_large.keras_in1k``); or a folder in the zoo's
+            Hub layout (a fine-tuning export; also as ``local-dir:FOLDER``) or ``hf-hub:ORG/NAME[@REVISION]``,
+            whose config.json names the architecture and its arguments.
+        pretrained: False builds a randomly initialised model, on purpose: nothing else does.
+        weights: weights instead of the tag's: a file, or ``hf-hub:ORG/NAME[@REVISION]`` (that repo's
+            ``model.safetensors`` in the zoo's layout).
+        cache_dir: where downloaded weights are cached.
+        kwargs: `create_model` arguments (``num_classes``, ``in_chans``, ``img_size``, macro fields, genotype).
+
+    Raises `WeightsUnavailableError` when the weights cannot be had (none released; not cached, and offline or
+    unreachable), `WeightsError` for weights that cannot be used, `ConfigError` for names that name nothing.
+    """
+    name = str(name)
+    if Path(name).is_dir():
+        name = f"local-dir:{name}"
+    if name.startswith(("local-dir:", "hf-hub:", "hf_hub:")):
+        if weights is not None or not pretrained:
+            raise ConfigError(f"{name} is a saved model: it brings its own weights (no weights= / pretrained=False)")
+        return create_model(name, pretrained=True, cache_dir=cache_dir, **kwargs), name
+    if not pretrained:
+        if weights is not None:
+            raise ConfigError(f"weights={weights} would not be loaded with pretrained=False (--no-pretrained)")
+        return create_model(name, **kwargs), "random initialisation (pretrained=False)"
+    overlay = None
+    if weights is not None and str(weights).startswith("hf-hub:"):
+        overlay = {"hf_hub_id": str(weights).removeprefix("hf-hub:"), "hf_hub_filename": HUB_FILENAME}
+    elif weights is not None:
+        overlay = {"file": str(weights)}
+    model = create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, cache_dir=cache_dir, **kwargs)
+    return model, f"pretrained: {model.pretrained_cfg.get('file')}"
+
+
+def _saved_config(name: str, cache_dir: str | PathLike[str] | None) -> None:
+    """A saved model's config.json must be at hand: a folder's, or a Hub repo's, fetched (or failing) at once."""
+    kind, _, where = name.partition(":")
+    if kind == "local-dir":
+        if not (Path(where) / "config.json").is_file():
+            raise WeightsError(f"{where} is not a folder in the zoo's Hub layout: it has no config.json")
+    else:
+        fetch_hub(name, *split_hub_id(where), "config.json", cache_dir)
+
+
+def describe_weights(
+    name: str, cache_dir: str | PathLike[str] | None = None, verify: bool = False
+) -> list[dict[str, Any]]:
+    """One row per tag of ``name`` (``model.tag``: that tag only; the default first): layout, source, pin,
+    reported accuracy, and the cache: ``cached`` (the checked file or None), ``cache`` (yes, no or corrupt) and
+    the ``problem`` of a corrupt one. ``verify`` hashes cached files in full. Never touches the network."""
+    m, tag = _row(name), name.partition(".")[2]
+    if tag and tag not in m.pretrained:
+        raise ConfigError(f"{m.name} has no pretrained tag {tag!r}; its tags: {', '.join(m.pretrained) or 'none'}")
+    rows = []
+    for t, w in m.pretrained.items():
+        if tag and t != tag:
+            continue
+        try:
+            cached, problem = w.cached(f"{m.name}.{t}", cache_dir, verify), None
+        except WeightsError as e:
+            cached, problem = None, str(e)
+        fields = ("format", "hf_hub_id", "url", "md5", "top1", "top5", "reported_by", "origin")
+        rows.append(dict(
+            tag=t, **{k: getattr(w, k) for k in fields}, source=w.source_name, pin=w.pin,
+            cached=str(cached) if cached else None, cache="corrupt" if problem else "yes" if cached else "no",
+            problem=problem,
+        ))  # fmt: skip
+    return rows
+
+
+def info(name: str, cache_dir: str | PathLike[str] | None = None, verify: bool = False) -> dict[str, Any]:
+    """What ``nasnet-zoo info`` prints for ``model`` or ``model.tag``: the measured size beside the paper's, the
+    genotype, the macro config and the weights (`describe_weights`)."""
+    m = _row(name)
+    pretrained = describe_weights(name, cache_dir, verify)
+    return dict(
+        measure(m.name), genotype=m.genotype.to_dict(), config=dataclasses.asdict(m.config), pretrained=pretrained
+    )
 
 
 def measure(name: str) -> dict[str, Any]:

@@ -58,7 +58,8 @@ def test_report_and_readme_block(tmp_path):
     assert "| mobile | 1 | ours | 10.0 | 100.00 | 1 | 1 | 1.25x |" in md
     assert "skipped in this run" in md and "| t | 1.25x | no |" in md and "100-100 GFLOP/s" in md
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- benchmark table: start -->\nold\n<!-- benchmark table: end -->\ntail\n")
+    start, end = "<!-- generated: benchmarks (python -m benchmarks.run) -->", "<!-- end generated: benchmarks -->"
+    readme.write_text(f"# x\n{start}\nold\n{end}\ntail\n")
     assert update_readme(md, readme)
     text = readme.read_text()
     assert "old" not in text and md in text and text.endswith("tail\n")

@@ -11,7 +11,7 @@ import pytest
 from huggingface_hub import ModelCard
 from huggingface_hub import constants as hf_constants
 
-from nasnet_zoo import cards
+from nasnet_zoo import cards, generated
 from nasnet_zoo.cli import main
 from nasnet_zoo.zoo import MODELS
 
@@ -23,7 +23,7 @@ def card_path(root: Path, name: str, tag: str | None) -> Path:
 
 
 def test_committed_cards_and_readme_tables_are_the_generators_output():
-    stale = cards.stale_files(ROOT)
+    stale = generated.stale_files(ROOT)
     assert stale == [], f"stale generated files {stale}: run `nasnet-zoo cards` (or `make cards`)"
 
 
@@ -43,7 +43,7 @@ def test_cards_parse_as_hub_model_cards(name, tag, monkeypatch):
         w = m.pretrained[tag]
         reported = {k: v for src, k, v in results if src.startswith(w.reported_by)}
         assert reported == {"Top-1 accuracy": w.top1, "Top-5 accuracy": w.top5}
-        assert w.url or w.hf_hub_id.split("@")[1] in card.text
+        assert w.source_url in card.text and w.pin in card.text  # the source and its md5 or pinned revision
         assert f'timm.create_model("hf-hub:{cards.HUB_ORG}/{name}.{tag}", pretrained=True)' in card.text
     size = cards.load_measurements()["size"][name]
     for key in ("params", "params_with_bn_stats", "mult_adds"):
@@ -59,7 +59,7 @@ def test_cards_follow_the_zoo_table(monkeypatch):
     monkeypatch.setitem(MODELS["nasnet_a_large"].pretrained, "keras_in1k", dataclasses.replace(w, top1=12.34))
     card = ModelCard(cards.render_card(cards.zoo_facts("nasnet_a_large", "keras_in1k")))
     assert next(r.metric_value for r in card.data.eval_results if r.metric_name == "Top-1 accuracy") == 12.34
-    assert "12.34 / 96.0" in cards.readme_blocks()["weights"]
+    assert "12.34 / 96.0" in generated.readme_blocks()["weights"]
 
 
 def test_cards_command_writes_checks_and_prunes(tmp_path, capsys):

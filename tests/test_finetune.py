@@ -1,5 +1,5 @@
-"""finetune.py: fine-tuning on digits and image folders, the weights policy (pretrained when available, random init
-said in the log, broken files fatal), the backbone options, the export folder, and validation on an image folder.
+"""finetune.py: fine-tuning on digits and image folders, the weights policy (the weights named load or fail; random
+initialisation only on purpose), the backbone options, the export folder, and validation on an image folder.
 Tiny models: the NASNet CIFAR layout with 3 cells of 8 filters."""
 
 from __future__ import annotations
@@ -26,17 +26,17 @@ from nasnet_zoo.finetune import (
     backbone_parameter_names,
     finetune,
     finetune_data,
-    load_model,
     save_finetuned,
     validate,
 )
 from nasnet_zoo.runtime import torch_threads as num_threads
-from nasnet_zoo.weights import WeightsError
-from nasnet_zoo.weights.common import WeightsUnavailableError
+from nasnet_zoo.weights import WeightsError, WeightsUnavailableError, save_safetensors
+from nasnet_zoo.zoo import MOBILE_TF, load_model
 from tests.helpers import write_image_folder
 
 TINY = dict(num_cells=3, filters=8, in_chans=1, img_size=8)  # 72k parameters on the 8x8 digits
 TINY_ARGS = ["--num-cells", "3", "--filters", "8", "--in-chans", "1", "--img-size", "8", "--workers", "0"]
+HUB_NONE = "hf-hub:nasnet-zoo/nasnet-cifar-none@" + "0" * 40  # a Hub repo that no cache holds
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -46,8 +46,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def tuned(tmp_path_factory):
     """Fine-tuning from random initialisation (the generic nasnet_cifar has no released weights) on the digits."""
     out = tmp_path_factory.mktemp("ft")
+    three = dataclasses.replace(FINETUNE_CONFIG, epochs=3)
     with num_threads(1):
-        result = finetune("nasnet_cifar", "digits", out, config=dataclasses.replace(FINETUNE_CONFIG, epochs=3), **TINY)
+        result = finetune("nasnet_cifar", "digits", out, config=three, pretrained=False, **TINY)
     return result, out
 
 
@@ -59,7 +60,7 @@ def logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 # --- fine-tuning on the digits ------------------------------------------------------------------------------------
 def test_finetune_digits_from_random_init_learns(tuned) -> None:
     result, out = tuned
-    assert result.weights.startswith("random initialisation (nasnet_cifar has no released weights")
+    assert result.weights == "random initialisation (pretrained=False)"
     assert [h["epoch"] for h in result.fit.history] == [1, 2, 3] and not result.stopped_early
     # Measured 96.7 % after 3 epochs (seed 0); chance is 10 %.
     assert result.fit.best_val_acc >= 0.93
@@ -109,29 +110,33 @@ def test_export_folder_is_timm_config_and_loads_back_identically(tuned) -> None:
 
 
 # --- the weights policy -------------------------------------------------------------------------------------------
-def test_unavailable_weights_start_from_random_init_and_say_so(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_weights_named_load_or_fail_never_random(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """No released weights, or a Hub repo that cannot be fetched: an error and no run; random init only asked for."""
     kw = dict(num_cells=3, filters=8)
-    with caplog.at_level(logging.WARNING, logger="nasnet_zoo.finetune"):
-        model, source = load_model("nasnet_cifar", allow_random=True, **kw)
-    assert "no released weights" in caplog.text and "RANDOM INITIALISATION" in caplog.text
-    assert source.startswith("random initialisation") and model.num_classes == 10
-    with pytest.raises(WeightsUnavailableError, match=r"no released weights.*--no-pretrained"):
-        load_model("nasnet_cifar", **kw)  # validate and export refuse random weights
-
-    # Weights on the Hub, not cached, offline: the real hf_hub_download runs and finds nothing.
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    hub = "hf-hub:nasnet-zoo/nasnet-cifar-none@" + "0" * 40
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="nasnet_zoo.finetune"):
-        _, source = load_model("nasnet_cifar", weights=hub, cache_dir=tmp_path, allow_random=True, **kw)
-    assert "not available" in caplog.text and "RANDOM INITIALISATION" in caplog.text
-    assert source.startswith("random initialisation (the weights (hf-hub:nasnet-zoo/nasnet-cifar-none@")
-    with pytest.raises(WeightsUnavailableError, match="not available"):
-        load_model("nasnet_cifar", weights=hub, cache_dir=tmp_path, **kw)
+    with pytest.raises(WeightsUnavailableError, match=r"nasnet_cifar has no released weights.*--no-pretrained"):
+        load_model("nasnet_cifar", **kw)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # the real hf_hub_download finds nothing
+    with pytest.raises(WeightsUnavailableError, match=r"nasnet-cifar-none.* is not in the Hub cache"):
+        load_model("nasnet_cifar", weights=HUB_NONE, cache_dir=tmp_path, **kw)
+    argv = ["finetune", "nasnet_cifar", "digits", *TINY_ARGS, "--epochs", "1", "--out", str(tmp_path / "run")]
+    assert main([*argv, "--weights", HUB_NONE, "--cache-dir", str(tmp_path)]) == 1
+    assert "is not in the Hub cache" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    assert main(argv) == 1
+    assert "no released weights" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="would not be loaded with pretrained=False"):
+        load_model("nasnet_cifar", pretrained=False, weights=HUB_NONE, **kw)
     _, source = load_model("nasnet_cifar", pretrained=False, **kw)
     assert source == "random initialisation (pretrained=False)"
+
+
+def test_source_names_the_file_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A Keras tag read from its cached conversion says so, not the URL it was once downloaded from."""
+    cached = MOBILE_TF.cache_file("nasnet_a_mobile.tf_in1k", tmp_path)
+    save_safetensors(create_model("nasnet_a_mobile").state_dict(), cached)
+    with caplog.at_level(logging.INFO, logger="nasnet_zoo"):
+        _, source = load_model("nasnet_a_mobile", cache_dir=tmp_path, num_classes=3)
+    assert source == f"pretrained: {cached}"
+    assert f"nasnet_a_mobile.tf_in1k: reading the weights from {cached}" in caplog.text
 
 
 def test_broken_weight_files_are_errors_never_random_init(
@@ -145,9 +150,9 @@ def test_broken_weight_files_are_errors_never_random_init(
     with caplog.at_level(logging.WARNING):
         for path in (garbage, truncated):
             with pytest.raises(WeightsError, match=str(path.name)):
-                load_model("nasnet_cifar", weights=path, allow_random=True, **TINY)
+                load_model("nasnet_cifar", weights=path, **TINY)
         with pytest.raises(WeightsError, match=r"Missing key|does not fit"):  # another architecture's weights
-            load_model("nasnet_cifar", weights=good, allow_random=True, num_cells=6, filters=8, in_chans=1)
+            load_model("nasnet_cifar", weights=good, num_cells=6, filters=8, in_chans=1)
         with pytest.raises(WeightsError):
             finetune("nasnet_cifar", "digits", tmp_path / "run", weights=garbage, **TINY)
     assert "RANDOM" not in caplog.text
@@ -203,12 +208,12 @@ def test_cli_finetune_stops_early(
 ) -> None:
     """lr 0 and a frozen backbone: the validation accuracy cannot improve, so patience 1 stops after epoch 2."""
     argv = ["finetune", "nasnet_cifar", "digits", *TINY_ARGS, "--freeze-backbone", "--lr", "0", "--epochs", "5"]
+    argv.append("--no-pretrained")
     assert main([*argv, "--patience", "1", "--out", str(tmp_path / "run")]) == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
     assert summary["epochs"] == 2 and summary["stopped_early"] and summary["best_epoch"] == 1
     assert summary["export"] == str(tmp_path / "run" / "model") and summary["weights"].startswith("random")
-    assert "RANDOM INITIALISATION" in caplog.text
     assert main([*argv, "--out", str(tmp_path / "run")]) == 1  # an existing run needs --resume
     assert "resume" in capsys.readouterr().err
 
@@ -238,7 +243,7 @@ def test_finetune_image_folder_labels_the_export(tmp_path: Path) -> None:
     write_image_folder(tmp_path / "pets", ("cat", "dog", "fox"), per_class=4)
     result = finetune(
         "nasnet_cifar", tmp_path / "pets", tmp_path / "run", config=dataclasses.replace(FINETUNE_CONFIG, epochs=1),
-        num_cells=3, filters=8, img_size=16,
+        pretrained=False, num_cells=3, filters=8, img_size=16,
     )  # fmt: skip
     cfg = json.loads((result.export_dir / "config.json").read_text())
     assert cfg["label_names"] == ["cat", "dog", "fox"] and cfg["pretrained_cfg"]["input_size"] == [3, 16, 16]

@@ -45,6 +45,7 @@ def test_wheel_install_maps_search_and_checkout_shadowing_still_works(tmp_path):
     assert build.returncode == 0, build.stderr
     assert (target / "nasnet_zoo" / "search" / "space.py").is_file()  # pyproject's mapping
     assert (target / "nasnet_zoo" / "measurements.json").is_file()  # package data: what `publish` puts in cards
+    assert (target / "nasnet_zoo" / "templates" / "model_card.md").is_file()  # ... and the card's template
     package, search = where(tmp_path, target)  # the installed copy
     assert package.is_relative_to(target) and search.is_relative_to(target)
     package, search = where(ROOT, target)  # the checkout's nasnet_zoo/ shadows the installed one

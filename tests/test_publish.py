@@ -38,7 +38,6 @@ import nasnet_zoo
 from nasnet_zoo import Genotype, cards, zoo
 from nasnet_zoo.cli import main
 from nasnet_zoo.weights import save_safetensors
-from nasnet_zoo.weights.hub import keras_cache_file
 from tests.helpers import fake_cifar_release, randomize_bn, write_image_folder
 from tests.weights_testing import write_hub_cache
 
@@ -84,7 +83,7 @@ def mobile_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
     model = randomize_bn(nasnet_zoo.create_model("nasnet_a_mobile"))
-    save_safetensors(model.state_dict(), keras_cache_file("nasnet_a_mobile", "tf_in1k", zoo.MOBILE_TF, cache))
+    save_safetensors(model.state_dict(), zoo.MOBILE_TF.cache_file("nasnet_a_mobile.tf_in1k", cache))
     return cache
 
 
@@ -191,7 +190,19 @@ def test_searched_cell_round_trips_and_republishes_from_its_folder(searched, off
 # --- a fine-tuning export: `nasnet-zoo finetune` writes the folder, `publish local-dir:` takes it as it is ----------
 def test_finetune_export_publishes_and_round_trips(offline, tmp_path, capsys):
     write_image_folder(tmp_path / "pets", ("cat", "dog", "fox"), per_class=4)
-    tiny = ["--num-cells", "3", "--filters", "8", "--img-size", "16", "--epochs", "1", "--workers", "0"]
+    tiny = [
+        "--num-cells",
+        "3",
+        "--filters",
+        "8",
+        "--img-size",
+        "16",
+        "--epochs",
+        "1",
+        "--workers",
+        "0",
+        "--no-pretrained",
+    ]
     assert main(["finetune", "nasnet_cifar", str(tmp_path / "pets"), *tiny, "--out", str(tmp_path / "run")]) == 0
     export = tmp_path / "run" / "model"
     out = tmp_path / "hub-folder"
@@ -319,6 +330,13 @@ def test_push_failures_say_what_to_do(searched, hub_api, tmp_path, capsys, monke
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     assert main([*argv, "--out", str(tmp_path / "b"), "--repo-id", "org/x", "--push"]) == 1
     assert "offline mode is on (HF_HUB_OFFLINE=1)" in capsys.readouterr().err and len(hub_api.calls) == 1
+    # Offline without the flag: the Hub refuses connections. One line, no HTTP traceback, nothing sent.
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "ENDPOINT", "http://127.0.0.1:9")
+    assert main([*argv, "--out", str(tmp_path / "d"), "--repo-id", "org/x", "--push"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot push to org/x: the Hub cannot be reached (127.0.0.1:9: Connection refused)")
+    assert len(err.strip().splitlines()) == 1 and len(hub_api.calls) == 1
     assert main([*argv, "--out", str(tmp_path / "c"), "--push"]) == 2
     assert "--push needs --repo-id" in capsys.readouterr().err
 

@@ -17,6 +17,7 @@ import nasnet_zoo
 from nasnet_zoo.cli import main
 from nasnet_zoo.weights import WeightsError, read_state_dict
 from nasnet_zoo.weights.convert_keras import keras_cell_ids, keras_names, keras_to_zoo, read_keras_h5
+from nasnet_zoo.zoo import template
 from tests.weights_testing import write_keras_h5
 
 
@@ -71,7 +72,7 @@ def test_round_trip_is_exact(mobile, mobile_h5):
     weights = read_keras_h5(mobile_h5)
     assert len(weights) == len(keras_names(mobile))
     assert weights[("stem_conv1", "kernel")].shape == (3, 3, 3, 32)  # channels last
-    sd = keras_to_zoo(weights, "nasnet_a_mobile")
+    sd = keras_to_zoo(weights, template("nasnet_a_mobile"))
     ref = mobile.state_dict()
     assert sorted(sd) == sorted(ref)
     for k, v in ref.items():
@@ -87,13 +88,13 @@ def test_full_model_files_are_read_too(mobile, mobile_h5, tmp_path):
         src.copy(src, dst, "model_weights")
     weights = read_keras_h5(path)
     assert len(weights) == len(keras_names(mobile))
-    assert torch.equal(keras_to_zoo(weights, "nasnet_a_mobile")["stem.conv.weight"], mobile.stem.conv.weight)
+    assert torch.equal(keras_to_zoo(weights, template("nasnet_a_mobile"))["stem.conv.weight"], mobile.stem.conv.weight)
 
 
 def test_no_top_file_gives_a_headless_state_dict(mobile, tmp_path):
     mobile_no_top = nasnet_zoo.create_model("nasnet_a_mobile", num_classes=0)
     mobile_no_top.load_state_dict({k: v for k, v in mobile.state_dict().items() if not k.startswith("classifier")})
-    sd = keras_to_zoo(read_keras_h5(write_keras_h5(tmp_path / "no-top.h5", mobile_no_top)), "nasnet_a_mobile")
+    sd = keras_to_zoo(read_keras_h5(write_keras_h5(tmp_path / "no-top.h5", mobile_no_top)), template("nasnet_a_mobile"))
     assert not any(k.startswith("classifier") for k in sd)
     assert torch.equal(
         sd["cell_11.blocks.4.left.op.pw2.weight"], mobile.state_dict()["cell_11.blocks.4.left.op.pw2.weight"]
@@ -103,7 +104,7 @@ def test_no_top_file_gives_a_headless_state_dict(mobile, tmp_path):
 def test_leftover_keras_weight_fails_loudly(mobile, tmp_path):
     path = write_keras_h5(tmp_path / "extra.h5", mobile, extra={("aux_dense", "kernel"): np.zeros((4, 4), "f4")})
     with pytest.raises(WeightsError, match=r"1 left over: aux_dense/kernel"):
-        keras_to_zoo(read_keras_h5(path), "nasnet_a_mobile")
+        keras_to_zoo(read_keras_h5(path), template("nasnet_a_mobile"))
 
 
 def test_missing_keras_weight_fails_loudly(mobile_h5, tmp_path):
@@ -116,12 +117,12 @@ def test_missing_keras_weight_fails_loudly(mobile_h5, tmp_path):
     with pytest.raises(
         WeightsError, match=r"4 missing: cell_stem_1\.pre1\.reduce\.bn\.weight \(Keras adjust_bn_stem_2/gamma\)"
     ):
-        keras_to_zoo(read_keras_h5(path), "nasnet_a_mobile")
+        keras_to_zoo(read_keras_h5(path), template("nasnet_a_mobile"))
 
 
 def test_file_of_another_model_fails_loudly(mobile_h5):
     with pytest.raises(WeightsError, match=r"do not map one-to-one onto nasnet_a_large.*NASNet-large\.h5"):
-        keras_to_zoo(read_keras_h5(mobile_h5), "nasnet_a_large")
+        keras_to_zoo(read_keras_h5(mobile_h5), template("nasnet_a_large"))
 
 
 def test_wrong_shape_fails_loudly(mobile, tmp_path):
@@ -132,7 +133,7 @@ def test_wrong_shape_fails_loudly(mobile, tmp_path):
     with pytest.raises(
         WeightsError, match=r"wrong shape: stem\.conv\.weight: file \(96, 3, 3, 3\) vs model \(32, 3, 3, 3\)"
     ):
-        keras_to_zoo(read_keras_h5(path), "nasnet_a_mobile")
+        keras_to_zoo(read_keras_h5(path), template("nasnet_a_mobile"))
 
 
 def test_unreadable_files_fail_loudly(mobile_h5, tmp_path):

@@ -6,6 +6,7 @@
   ``nasnetalarge`` (89M fp32 values = 356 MB), written once for this module and deleted after it.
 * ``nasnet_a_mobile.tf_in1k`` is served from 127.0.0.1 as a Keras ``.h5`` (random weights): downloaded,
   md5-checked, converted, cached; the second load reads only the cache.
+* An unreachable source is 127.0.0.1:9, where nothing listens: refused at once.
 
 HF_HUB_OFFLINE: huggingface_hub reads ``constants.HF_HUB_OFFLINE`` on every call, so the `offline` fixture sets
 that (and the environment variable) before any Hub call of a test.
@@ -38,12 +39,18 @@ from safetensors.torch import save_file
 import nasnet_zoo
 from nasnet_zoo import zoo
 from nasnet_zoo.cli import main
-from nasnet_zoo.weights import WeightsError, cached_file, describe_weights
+from nasnet_zoo.weights import WeightsError, WeightsUnavailableError
 from nasnet_zoo.weights import convert_keras as convert_keras_module
 from nasnet_zoo.weights.convert_timm import rename_timm
+from nasnet_zoo.zoo import describe_weights
 from tests.weights_testing import write_hub_cache, write_keras_h5
 
-LARGE_REPO, LARGE_REV = zoo.LARGE_TF.hf_hub_id.split("@")
+LARGE_REPO, LARGE_REV = zoo.LARGE_TF.repo, zoo.LARGE_TF.revision
+NOWHERE = "http://127.0.0.1:9"  # nothing listens there: a connection is refused at once
+
+
+def cached_file(name: str, tag: str, cache: Path) -> Path | None:
+    return zoo.MODELS[name].pretrained[tag].cached(f"{name}.{tag}", cache)
 
 
 def _randomise_bn(model: torch.nn.Module) -> torch.nn.Module:
@@ -70,6 +77,12 @@ def _equal_state(model: torch.nn.Module, expected: dict[str, torch.Tensor], skip
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
 
 
 # --- the Hub path: nasnet_a_large.tf_in1k ----------------------------------------------------------------------
@@ -144,8 +157,12 @@ def test_our_own_hub_repo_in_zoo_layout(offline, tmp_path):
     write_hub_cache(tmp_path / "cache", repo, rev, files)
     loaded = nasnet_zoo.create_model(f"hf-hub:{repo}@{rev}", pretrained=True, cache_dir=tmp_path / "cache")
     _equal_state(loaded, model.state_dict())
-    # What a table entry Weights("zoo", hf_hub_id=...) becomes in timm's pretrained cfg.
-    assert zoo.Weights("zoo", hf_hub_id=f"{repo}@{rev}").timm_cfg()["hf_hub_id"] == f"{repo}@{rev}"
+    # What a table entry Weights("zoo", hf_hub_id=...) becomes in timm's pretrained cfg, and what it answers.
+    w = zoo.Weights("zoo", hf_hub_id=f"{repo}@{rev}")
+    assert (
+        w.timm_cfg()["hf_hub_id"] == f"{repo}@{rev}" and w.timm_cfg()["origin_url"] == f"https://huggingface.co/{repo}"
+    )
+    assert (w.repo, w.revision, w.source_hash, w.pin) == (repo, rev, f"git:{rev}", f"revision {rev}")
     overlay = dict(hf_hub_id=f"{repo}@{rev}")
     same = timm.create_model(
         "nasnet_a_mobile", pretrained=True, pretrained_cfg_overlay=overlay, cache_dir=tmp_path / "cache"
@@ -257,7 +274,7 @@ def test_keras_tag_downloads_once_then_reads_only_the_cache(keras_tag, tmp_path,
 
 def test_new_head_and_input_channels_adapt_like_timm(keras_tag, mobile_cache, caplog):
     ref = keras_tag.model.state_dict()
-    with caplog.at_level(logging.INFO, logger="nasnet_zoo.weights.hub"):
+    with caplog.at_level(logging.INFO, logger="nasnet_zoo.weights.load"):
         model = nasnet_zoo.create_model("nasnet_a_mobile", pretrained=True, num_classes=10, cache_dir=mobile_cache)
     assert "the weights classify 1000 classes; the model's 10-class head is newly initialised" in caplog.text
     assert model.classifier.weight.shape == (10, 1056)
@@ -281,11 +298,12 @@ def test_keras_offline_with_nothing_cached(keras_tag, offline, tmp_path):
 
 @pytest.mark.parametrize("case", ["md5", "truncated", "unreachable", "not-keras"])
 def test_failed_keras_download_leaves_nothing(case, keras_tag, tmp_path, monkeypatch):
+    """Nothing in the cache, and no folder made for it: cache_dir is a folder that did not exist."""
     w = zoo.MODELS["nasnet_a_mobile"].pretrained["tf_in1k"]
     bad = {
         "md5": dict(md5="0" * 32),
         "truncated": dict(url=f"{keras_tag.base}/truncated/nasnet/NASNet-mobile.h5"),
-        "unreachable": dict(url="http://127.0.0.1:9/NASNet-mobile.h5"),
+        "unreachable": dict(url=f"{NOWHERE}/NASNet-mobile.h5"),
         "not-keras": dict(
             url=f"{keras_tag.base}/nasnet/not-keras.h5",
             md5=hashlib.md5(keras_tag.files["/nasnet/not-keras.h5"]).hexdigest(),
@@ -295,13 +313,13 @@ def test_failed_keras_download_leaves_nothing(case, keras_tag, tmp_path, monkeyp
     expected = {
         "md5": r"arrived with md5 [0-9a-f]{32}, not the 0{32} Keras publishes.*nothing was cached",
         "truncated": r"arrived with md5",  # the connection drops quietly: only the md5 tells
-        "unreachable": r"downloading http://127\.0\.0\.1:9/NASNet-mobile\.h5 failed",
+        "unreachable": r"127\.0\.0\.1:9/NASNet-mobile\.h5 cannot be reached \(127\.0\.0\.1:9: Connection refused",
         "not-keras": r"\(md5 ok\) did not convert: .*no 'layer_names' attribute",
     }[case]
     with pytest.raises(WeightsError, match=r"nasnet_a_mobile\.tf_in1k: ") as e:
-        nasnet_zoo.create_model("nasnet_a_mobile", pretrained=True, cache_dir=tmp_path)
+        nasnet_zoo.create_model("nasnet_a_mobile", pretrained=True, cache_dir=tmp_path / "data" / "w")
     assert e.match(expected)
-    assert _files(tmp_path) == []
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_corrupt_cached_conversion(keras_tag, tmp_path):
@@ -334,16 +352,38 @@ def test_user_files(keras_server, tmp_path):
         "nasnet_a_mobile", pretrained=True, pretrained_cfg_overlay=dict(file=str(tmp_path / "mine.safetensors"))
     )
     _equal_state(model, ref)
-    ten = nasnet_zoo.create_model("nasnet_a_mobile", num_classes=10).state_dict()
-    save_file(ten, tmp_path / "ten.safetensors")
-    with pytest.raises(WeightsError, match=r"classifier\.weight: file \(10, 1056\) vs model \(1000, 1056\)"):
-        nasnet_zoo.create_model(
-            "nasnet_a_mobile", pretrained=True, pretrained_cfg_overlay=dict(file=str(tmp_path / "ten.safetensors"))
-        )
     write_keras_h5(tmp_path / "k.h5", keras_server.model)
     with pytest.raises(WeightsError, match=r"is a Keras file; convert it first: nasnet-zoo convert keras"):
         nasnet_zoo.create_model(
             "nasnet_a_mobile", pretrained=True, pretrained_cfg_overlay=dict(file=str(tmp_path / "k.h5"))
+        )
+
+
+def test_a_files_own_classes_decide_its_head(tmp_path, caplog):
+    """A 2-class file with ``num_classes=2`` loads its head, as timm users expect of a file's own weights; a count
+    stated in the overlay that the file contradicts fails saying what to change."""
+    torch.manual_seed(4)
+    two = nasnet_zoo.create_model("nasnet_cifar", num_cells=3, filters=8, num_classes=2)
+    save_file(two.state_dict(), tmp_path / "two.safetensors")
+    overlay = dict(file=str(tmp_path / "two.safetensors"))
+    small = dict(num_cells=3, filters=8)
+    loaded = timm.create_model("nasnet_cifar", pretrained=True, num_classes=2, pretrained_cfg_overlay=overlay, **small)
+    _equal_state(loaded, two.state_dict())
+    assert (
+        nasnet_zoo.create_model("nasnet_cifar", pretrained=True, pretrained_cfg_overlay=overlay, **small).num_classes
+        == 2
+    )
+    with caplog.at_level(logging.INFO, logger="nasnet_zoo.weights.load"):
+        five = nasnet_zoo.create_model(
+            "nasnet_cifar", pretrained=True, num_classes=5, pretrained_cfg_overlay=overlay, **small
+        )
+    assert five.classifier.weight.shape == (5, 192) and "the weights classify 2 classes" in caplog.text
+    _equal_state(five, two.state_dict(), skip=("classifier",))
+    with pytest.raises(
+        WeightsError, match=r"the file classifies 2 classes and its pretrained cfg says 10: set num_classes=2"
+    ):
+        nasnet_zoo.create_model(
+            "nasnet_cifar", pretrained=True, pretrained_cfg_overlay={**overlay, "num_classes": 10}, **small
         )
 
 
@@ -378,18 +418,83 @@ def test_cli_list_and_info_show_tags_sources_and_cache(keras_tag, mobile_cache, 
     assert main(["list", "--cache-dir", str(mobile_cache)]) == 0
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| nasnet_a_")}
-    assert "timm/nasnetalarge.tf_in1k@2188423afb58a54ecc6eb20e22179f24bfb92275" in rows["nasnet_a_large.tf_in1k"]
+    assert f"{LARGE_REPO} (revision {LARGE_REV})" in rows["nasnet_a_large.tf_in1k"]
     assert "NASNet-large.h5 (md5 11577c9a518f0070763c2b964a382f17)" in rows["nasnet_a_large.keras_in1k"]
     assert rows["nasnet_a_mobile.tf_in1k"].rstrip(" |").endswith("yes")
     assert rows["nasnet_a_large.keras_in1k"].rstrip(" |").endswith("no")
     assert main(["info", "nasnet_a_mobile", "--cache-dir", str(mobile_cache)]) == 0
     (tf,) = json.loads(capsys.readouterr().out)["pretrained"]
     assert tf["tag"] == "tf_in1k" and tf["format"] == "keras" and tf["md5"] == keras_tag.md5
-    assert tf["cached"] == str(cached_file("nasnet_a_mobile", "tf_in1k", mobile_cache))
+    assert tf["cached"] == str(cached_file("nasnet_a_mobile", "tf_in1k", mobile_cache)) and tf["cache"] == "yes"
     assert describe_weights("nasnet_a_large", mobile_cache)[0]["cached"] is None
 
 
-def test_fresh_hub_download_is_checked_against_its_sha256(tmp_path, monkeypatch):
+def test_cli_info_takes_the_names_list_prints(capsys):
+    """`list` prints ``model.tag`` names; `info` takes them (that tag's weights only) and rejects unknown tags."""
+    assert main(["info", "nasnet_a_large.keras_in1k"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["name"] == "nasnet_a_large" and [w["tag"] for w in out["pretrained"]] == ["keras_in1k"]
+    assert out["params"] == 88_753_150 and out["config"]["filters"] == 168
+    assert main(["info", "nasnet_a_large.bogus"]) == 1
+    assert "no pretrained tag 'bogus'; its tags: tf_in1k, keras_in1k" in capsys.readouterr().err
+
+
+def test_cached_files_are_verified_on_use(offline, tmp_path, capsys, monkeypatch):
+    """A truncated blob is caught by its header on every use (`list` calls it corrupt); a flipped byte, which the
+    header cannot show, by the full hash: `list --verify`, and NASNET_ZOO_VERIFY=1 on load."""
+    torch.manual_seed(5)
+    save_file(nasnet_zoo.create_model("nasnet_a_mobile").state_dict(), tmp_path / "m")
+    snapshot = write_hub_cache(tmp_path / "cut", LARGE_REPO, LARGE_REV, {"model.safetensors": tmp_path / "m"})
+    blob = (snapshot / "model.safetensors").resolve()
+    full = blob.read_bytes()
+    blob.write_bytes(full[: len(full) // 2])
+    assert main(["list", "--cache-dir", str(tmp_path / "cut")]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| nasnet_a_large.tf_in1k ")]
+    assert row.rstrip(" |").endswith("corrupt")
+    (info,) = describe_weights("nasnet_a_large.tf_in1k", tmp_path / "cut")
+    assert info["cached"] is None and "truncated or corrupt: delete" in info["problem"]
+
+    blob.write_bytes(full)
+    _flip_last_byte(blob)
+    assert describe_weights("nasnet_a_large.tf_in1k", tmp_path / "cut")[0]["cache"] == "yes"  # the header is fine
+    assert main(["list", "--verify", "--cache-dir", str(tmp_path / "cut")]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| nasnet_a_large.tf_in1k ")]
+    assert row.rstrip(" |").endswith("corrupt")
+    monkeypatch.setenv("NASNET_ZOO_VERIFY", "1")
+    with pytest.raises(WeightsError, match=rf"hashes to sha256 [0-9a-f]{{64}}, not the {blob.name} the Hub lists"):
+        nasnet_zoo.create_model("nasnet_a_large", pretrained=True, cache_dir=tmp_path / "cut")
+
+
+def test_cached_conversion_is_verified_against_its_recorded_hash(keras_tag, tmp_path, monkeypatch):
+    nasnet_zoo.create_model("nasnet_a_mobile", pretrained=True, cache_dir=tmp_path)
+    cached = cached_file("nasnet_a_mobile", "tf_in1k", tmp_path)
+    assert cached_file("nasnet_a_mobile", "tf_in1k", tmp_path) == zoo.MODELS["nasnet_a_mobile"].pretrained[
+        "tf_in1k"
+    ].cached("nasnet_a_mobile.tf_in1k", tmp_path, verify=True)
+    _flip_last_byte(cached)
+    assert zoo.MODELS["nasnet_a_mobile"].pretrained["tf_in1k"].cached("nasnet_a_mobile.tf_in1k", tmp_path) == cached
+    monkeypatch.setenv("NASNET_ZOO_VERIFY", "1")
+    with pytest.raises(WeightsError, match=r"not the [0-9a-f]{64} recorded when it was converted: it is corrupt"):
+        nasnet_zoo.create_model("nasnet_a_mobile", pretrained=True, cache_dir=tmp_path)
+
+
+def test_unreachable_hub_fails_fast_and_creates_nothing(tmp_path, monkeypatch):
+    """Not offline, nothing cached, the Hub unreachable: one refused connection, not half a minute of retries."""
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "ENDPOINT", NOWHERE)
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError, match=r"nasnet_a_large\.tf_in1k: .* the Hub cannot be reached") as e:
+        nasnet_zoo.create_model("nasnet_a_large", pretrained=True, cache_dir=tmp_path / "hub")
+    assert time.perf_counter() - start < 5
+    assert "127.0.0.1:9" in str(e.value) and "HF_HUB_OFFLINE=1" in str(e.value)
+    start = time.perf_counter()  # a repo in the zoo's layout: its config.json comes first, as fast
+    with pytest.raises(WeightsUnavailableError, match=r"config\.json of .*org/mobile is not in the Hub cache"):
+        nasnet_zoo.create_model("hf-hub:org/mobile", pretrained=True, cache_dir=tmp_path / "hub")
+    assert time.perf_counter() - start < 5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fresh_hub_download_is_checked_against_its_sha256(keras_server, tmp_path, monkeypatch):
     """What hf_hub_download leaves in the cache is hashed once, against the blob name (the Hub's LFS sha256)."""
     torch.manual_seed(3)
     model = nasnet_zoo.create_model("nasnet_cifar", num_cells=3, filters=8)
@@ -412,10 +517,11 @@ def test_fresh_hub_download_is_checked_against_its_sha256(tmp_path, monkeypatch)
         (snapshot / filename).symlink_to(blob)
         return str(snapshot / filename)
 
-    monkeypatch.setattr("nasnet_zoo.weights.hub.hf_hub_download", download)
+    monkeypatch.setattr("nasnet_zoo.weights.sources.hf_hub_download", download)
     monkeypatch.setattr("timm.models._hub.hf_hub_download", download)
+    monkeypatch.setattr(hf_constants, "ENDPOINT", keras_server.base)  # a host that takes connections
     corrupt = True
-    with pytest.raises(WeightsError, match=r"arrived with sha256 [0-9a-f]{64}, not the [0-9a-f]{64} the Hub lists"):
+    with pytest.raises(WeightsError, match=r"hashes to sha256 [0-9a-f]{64}, not the [0-9a-f]{64} the Hub lists"):
         nasnet_zoo.create_model(name, pretrained=True, cache_dir=tmp_path / "cache")
     assert not list((tmp_path / "cache").rglob("*.safetensors")) and not [
         b

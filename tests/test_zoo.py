@@ -45,9 +45,21 @@ def test_mult_adds_method_counts_conv_and_linear_macs():
 
 def test_registered_with_timm_without_touching_timms_own():
     assert set(MODELS) <= set(timm.list_models("nasnet*"))
+    assert timm.list_models(module="nasnet_zoo") == sorted(MODELS)  # a module name that says what they are
+    assert "nasnetalarge" not in timm.list_models(module="nasnet_zoo")
     assert type(timm.create_model("nasnetalarge")).__module__ == "timm.models.nasnet"
     assert isinstance(timm.create_model("nasnet_a_mobile"), nasnet_zoo.NASNet)
     assert nasnet_zoo.list_models() == list(MODELS)
+
+
+@pytest.mark.parametrize("name", [*MODELS, *nasnet_zoo.list_models(pretrained=True)])
+def test_pretrained_cfgs_state_the_final_feature_map(name):
+    """timm's default-cfg test: forward_features at the cfg's input_size gives the cfg's pool_size (meta device)."""
+    cfg = timm.get_pretrained_cfg(name)
+    with torch.device("meta"):
+        model = nasnet_zoo.create_model(name)
+        features = model.forward_features(torch.empty(1, *cfg.input_size))
+    assert cfg.pool_size == tuple(features.shape[-2:]) and model.pretrained_cfg["pool_size"] == cfg.pool_size
 
 
 def test_generic_builders_take_any_genotype(tmp_path):

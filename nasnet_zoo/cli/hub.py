@@ -31,7 +31,7 @@ def _publish_arguments(p: argparse.ArgumentParser) -> None:
 
 def publish(args: argparse.Namespace) -> None:
     from ..publish import publish as write_folder
-    from ..weights.export import push_hub_folder
+    from ..weights.hub_folder import push_hub_folder
 
     if (args.push or args.revision or args.private) and not (args.push and args.repo_id):
         raise UsageError("--push needs --repo-id ORG/NAME; --revision and --private go with --push")
@@ -54,7 +54,7 @@ def _cards_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cards(args: argparse.Namespace) -> int:
-    from ..cards import source_root, stale_files, write_all
+    from ..generated import source_root, stale_files, write_all
 
     root = args.root or source_root()
     if args.check:

@@ -11,9 +11,12 @@ from .options import ARCHITECTURE, CACHE, DEVICE, WEIGHTS, WORKERS, Command, cou
 
 
 # --- list --------------------------------------------------------------------------------------------------------
+def _list_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verify", action="store_true", help="hash cached files in full (default: header and size)")
+
+
 def list_models(args: argparse.Namespace) -> None:
-    from ..weights import describe_weights
-    from ..zoo import MODELS
+    from ..zoo import MODELS, describe_weights
 
     rows = [
         (m.name, m.title, m.paper.row if m.paper else "-", m.input_size, m.dataset, ", ".join(m.pretrained) or "-")
@@ -24,12 +27,12 @@ def list_models(args: argparse.Namespace) -> None:
         (
             f"{name}.{w['tag']}",
             w["format"],
-            w["hf_hub_id"] or f"{w['url']} (md5 {w['md5']})",
+            f"{w['source']} ({w['pin']})",
             f"{w['top1']} / {w['top5']} ({w['reported_by']})",
-            "yes" if w["cached"] else "no",
+            w["cache"],
         )
         for name, m in MODELS.items()
-        for w in (describe_weights(name, args.cache_dir) if m.pretrained else [])
+        for w in (describe_weights(name, args.cache_dir, args.verify) if m.pretrained else [])
     ]
     print()
     print(format_table(weights, ["weights", "format", "source", "reported top-1/5", "cached"]))
@@ -37,21 +40,13 @@ def list_models(args: argparse.Namespace) -> None:
 
 # --- info --------------------------------------------------------------------------------------------------------
 def _info_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a zoo model, e.g. nasnet_a_large")
+    p.add_argument("model", help="zoo model, optionally with a tag: nasnet_a_large, nasnet_a_large.keras_in1k")
 
 
 def info(args: argparse.Namespace) -> None:
-    from ..errors import ConfigError
-    from ..weights import describe_weights
-    from ..zoo import MODELS, measure
+    from ..zoo import info as describe
 
-    if args.model not in MODELS:
-        raise ConfigError(f"unknown model {args.model!r}; see `nasnet-zoo list`")
-    m = MODELS[args.model]
-    result = measure(args.model)
-    result.update(genotype=m.genotype.to_dict(), config=vars(m.config))
-    result["pretrained"] = describe_weights(args.model, args.cache_dir)
-    print(json.dumps(result, indent=2, default=str))
+    print(json.dumps(describe(args.model, args.cache_dir), indent=2, default=str))
 
 
 # --- predict -----------------------------------------------------------------------------------------------------
@@ -63,7 +58,7 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def predict(args: argparse.Namespace) -> None:
-    from ..weights.predict import predict as classify
+    from ..predict import predict as classify
 
     results = classify(args.model, args.images, top=args.top, cache_dir=args.cache_dir)
     if args.json:
@@ -88,11 +83,13 @@ def _convert_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def convert(args: argparse.Namespace) -> None:
+    from ..zoo import template
+
     if args.source == "timm":
         from ..weights.convert_timm import convert_timm_file as convert_file
     else:
         from ..weights.convert_keras import convert_keras_file as convert_file
-    print(f"wrote {convert_file(args.src, args.model, args.out)}")
+    print(f"wrote {convert_file(args.src, template(args.model), args.out)}")
 
 
 # --- validate ----------------------------------------------------------------------------------------------------
@@ -107,8 +104,8 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def validate(args: argparse.Namespace) -> None:
-    from ..finetune import load_model
     from ..finetune import validate as top_k_accuracy
+    from ..zoo import load_model
 
     model, source = load_model(
         args.model, pretrained=not args.no_pretrained, weights=args.weights, cache_dir=args.cache_dir,
@@ -134,7 +131,7 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
 
 def export(args: argparse.Namespace) -> None:
     from ..export import FORMATS, export_model
-    from ..finetune import load_model
+    from ..zoo import load_model
 
     out = args.out or Path(Path(args.model).name.replace(".", "_") + FORMATS[args.format])
     model, source = load_model(
@@ -149,7 +146,7 @@ def export(args: argparse.Namespace) -> None:
 _MODEL = (WEIGHTS, ARCHITECTURE, CACHE)
 COMMANDS = [
     Command("list", "the zoo's models, their pretrained weights, sources and whether they are cached", list_models,
-            parents=(CACHE,)),
+            _list_arguments, (CACHE,)),
     Command("info", "one model: measured params and mult-adds beside the paper's, genotype, weights", info,
             _info_arguments, (CACHE,)),
     Command("predict", "classify images with pretrained weights and their own preprocessing", predict,

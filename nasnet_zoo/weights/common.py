@@ -1,8 +1,10 @@
-"""Reading, checking and writing state dicts (safetensors by default; pickles only with weights_only)."""
+"""State dicts: reading (safetensors, or a pickle with ``weights_only=True``), checking against a model, hashing,
+writing (safetensors, atomically)."""
 
 from __future__ import annotations
 
 import hashlib
+import pickle
 from os import PathLike
 from pathlib import Path
 
@@ -16,10 +18,13 @@ from ..files import atomic_write
 __all__ = [
     "WeightsError",
     "WeightsUnavailableError",
+    "architecture",
     "check_state_dict",
+    "expected_tensors",
     "file_digest",
     "read_state_dict",
     "save_safetensors",
+    "tensors_digest",
 ]
 
 
@@ -33,17 +38,54 @@ def read_state_dict(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
             sd = load_file(path)
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise WeightsError(
+            f"{path} is not a plain state dict: a weights-only load refused it ({_reason(e)}). It is corrupt, or it "
+            "holds Python objects besides tensors, which the zoo never unpickles: save its tensors alone (a state "
+            "dict, or safetensors) where it was made"
+        ) from None
     except (SafetensorError, RuntimeError, OSError, EOFError, ValueError) as e:
         raise WeightsError(
-            f"{path} is not a readable weight file ({type(e).__name__}: {e}); it may be truncated or corrupt: "
-            "delete it and download or convert it again"
-        ) from e
+            f"{path} is not a readable weight file ({type(e).__name__}: {_reason(e)}); it may be truncated or "
+            "corrupt: delete it and download or convert it again"
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise WeightsError(f"{path} does not hold a state dict of tensors")
     return sd
+
+
+def _reason(error: Exception) -> str:
+    """What a reader refused, without torch's advice to unpickle the file unsafely (``weights_only=False``)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reasons = [line for line in lines if "weights_only" not in line and not line.startswith(("Check the", "Please"))]
+    return reasons[-1].rstrip(".") if reasons else type(error).__name__
+
+
+def architecture(model: torch.nn.Module) -> str:
+    """The zoo name a model was built as (its timm pretrained cfg's ``architecture``), for messages and metadata."""
+    return (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
+
+
+def expected_tensors(
+    model: torch.nn.Module, num_classes: int | None = None, in_chans: int | None = None
+) -> dict[str, torch.Tensor]:
+    """``model``'s tensors as a weight file for it holds them: no aux head, a classifier of ``num_classes`` rows
+    (default the model's; 0: none) and a stem of ``in_chans`` input channels (default the model's); a tensor that
+    differs from the model's is an empty one on the meta device, for its shape."""
+    expected = {k: v for k, v in model.state_dict().items() if not k.startswith("aux_head.")}
+    stem = expected.get("stem.conv.weight")
+    if stem is not None and in_chans is not None and stem.shape[1] != in_chans:
+        expected["stem.conv.weight"] = torch.empty(stem.shape[0], in_chans, *stem.shape[2:], device="meta")
+    if num_classes is not None and num_classes != model.num_classes:
+        expected.pop("classifier.weight", None)
+        expected.pop("classifier.bias", None)
+        if num_classes:
+            expected["classifier.weight"] = torch.empty(num_classes, model.num_features, device="meta")
+            expected["classifier.bias"] = torch.empty(num_classes, device="meta")
+    return expected
 
 
 def check_state_dict(
@@ -92,4 +134,15 @@ def file_digest(path: str | PathLike[str], algorithm: str = "sha256") -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def tensors_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 of a state dict's names, dtypes, shapes and bytes, in name order: what a file's tensors hash to,
+    however the file lays them out (recorded as ``tensors_sha256`` in a conversion's metadata)."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()

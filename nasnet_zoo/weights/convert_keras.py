@@ -4,8 +4,9 @@ Keras names layers after the cell and the branch (``separable_conv_1_normal_left
 ``reduction_conv_1_reduce_4``); its cell ids are ``stem_1, stem_2``, then ``0..N-1``, ``reduce_N``,
 ``N+1..2N``, ``reduce_2N``, ``2N+1..3N``. `keras_names` maps every tensor of a zoo model to the Keras weight
 it comes from; `keras_to_zoo` takes each one exactly once (channels-last kernels transposed) and fails on
-any Keras weight left over or any zoo tensor missing. Files with the top (``NASNet-mobile.h5``) give a
-classifier; ``-no-top`` files give a headless state dict (``num_classes=0``).
+any Keras weight left over or any zoo tensor missing. The model is a template (e.g. built on the meta device):
+only its names, shapes and cells are read. Files with the top (``NASNet-mobile.h5``) give a classifier;
+``-no-top`` files give a headless state dict (``num_classes=0``).
 
 Reads the layout that ``Model.save_weights`` wrote in Keras 2 (the released files) and that Keras 3 writes
 for legacy ``.h5``: ``layer_names`` on the root (or ``model_weights``) group, ``weight_names`` per layer.
@@ -14,14 +15,14 @@ for legacy ``.h5``: ``layer_names`` on the root (or ``model_weights``) group, ``
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .common import WeightsError, check_state_dict, save_safetensors
-from .convert_timm import expected_model
+from .common import WeightsError, architecture, check_state_dict, expected_tensors, save_safetensors, tensors_digest
 
 #: (Keras layer, Keras weight name) -> array.
 KerasWeights = dict[tuple[str, str], np.ndarray]
@@ -83,11 +84,12 @@ def keras_cell_ids(model: torch.nn.Module) -> dict[str, str]:
     return ids
 
 
-def keras_names(model: torch.nn.Module) -> dict[str, tuple[str, str]]:
-    """Every tensor of ``model`` that Keras stores (all but BN counters) -> its (Keras layer, weight)."""
+def keras_names(model: torch.nn.Module, keys: Iterable[str] | None = None) -> dict[str, tuple[str, str]]:
+    """Every tensor of ``model`` (or of ``keys``, its names in a file) that Keras stores (all but BN counters) ->
+    its (Keras layer, weight)."""
     ids = keras_cell_ids(model)
     names: dict[str, tuple[str, str]] = {}
-    for key in model.state_dict():
+    for key in model.state_dict() if keys is None else keys:
         if key.endswith("num_batches_tracked"):
             continue
         module, _, tensor = key.rpartition(".")
@@ -141,31 +143,33 @@ def _to_torch(array: np.ndarray, weight: str) -> torch.Tensor:
     return t.contiguous()
 
 
-def keras_to_zoo(weights: KerasWeights, model_name: str, what: str = "Keras file") -> dict[str, torch.Tensor]:
-    """Map Keras NASNet weights onto ``model_name``, using each Keras weight exactly once; check the result."""
+def keras_to_zoo(weights: KerasWeights, model: torch.nn.Module, what: str = "Keras file") -> dict[str, torch.Tensor]:
+    """Map Keras NASNet weights onto ``model``'s layout, using each Keras weight exactly once; check the result."""
     head = weights.get(("predictions", "kernel"))
-    model = expected_model(model_name, num_classes=0 if head is None else head.shape[-1])
-    names = keras_names(model)
+    expected = expected_tensors(model, 0 if head is None else head.shape[-1])
+    names = keras_names(model, expected)
+    name = architecture(model)
     missing = [f"{key} (Keras {'/'.join(src)})" for key, src in names.items() if src not in weights]
     leftover = sorted("/".join(k) for k in set(weights) - set(names.values()))
     if missing or leftover:
         parts = [f"{len(items)} {label}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
                  for label, items in (("missing", missing), ("left over", leftover)) if items]  # fmt: skip
         raise WeightsError(
-            f"{what}: the Keras weights do not map one-to-one onto {model_name}: {'; '.join(parts)}. Is this the Keras "
-            f"NASNet file for {model_name} (NASNet-mobile.h5 for nasnet_a_mobile, NASNet-large.h5 for nasnet_a_large)?"
+            f"{what}: the Keras weights do not map one-to-one onto {name}: {'; '.join(parts)}. Is this the Keras "
+            f"NASNet file for {name} (NASNet-mobile.h5 for nasnet_a_mobile, NASNet-large.h5 for nasnet_a_large)?"
         )
     out = {key: _to_torch(weights[src], src[1]) for key, src in names.items()}
-    return check_state_dict(out, model.state_dict(), f"{what} (as {model_name})")
+    return check_state_dict(out, expected, f"{what} (as {name})")
 
 
 def convert_keras_file(
-    src: str | PathLike[str], model_name: str, out: str | PathLike[str], metadata: dict[str, str] | None = None
+    src: str | PathLike[str], model: torch.nn.Module, out: str | PathLike[str], metadata: dict[str, str] | None = None
 ) -> Path:
-    """Convert a Keras NASNet ``.h5`` (with or without top) to a zoo ``.safetensors`` file."""
+    """Convert a Keras NASNet ``.h5`` (with or without top) for ``model`` to a zoo ``.safetensors`` file, whose
+    metadata records the source and the tensors' sha256 (`tensors_digest`)."""
     src = Path(src)
     if Path(out).suffix != ".safetensors":
         raise WeightsError(f"write converted weights as .safetensors, got {out}")
-    sd = keras_to_zoo(read_keras_h5(src), model_name, what=str(src))
-    meta = {"source": src.name, "format": "pt", "model": model_name, **(metadata or {})}
-    return save_safetensors(sd, out, metadata=meta)
+    sd = keras_to_zoo(read_keras_h5(src), model, what=str(src))
+    meta = {"source": src.name, "format": "pt", "model": architecture(model), **(metadata or {})}
+    return save_safetensors(sd, out, metadata={**meta, "tensors_sha256": tensors_digest(sd)})

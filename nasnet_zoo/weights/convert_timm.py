@@ -2,8 +2,9 @@
 
 Both ports name modules after TF-slim's scopes (``cell_3.comb_iter_1_left.separable_2.depthwise_conv2d``);
 the zoo compiles cells from genotypes (``cell_3.blocks.1.left.op.dw2``). The mapping is a handful of
-renames; the result is checked key by key and shape by shape against the model before it is returned.
-TF checkpoints have 1001 classes (0 = background); a 1001-row classifier loses row 0.
+renames; the result is checked key by key and shape by shape against the model (a template, e.g. built on the
+meta device) before it is returned. TF checkpoints have 1001 classes (0 = background); a 1001-row classifier
+loses row 0.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from pathlib import Path
 
 import torch
 
-from .common import WeightsError, check_state_dict, read_state_dict, save_safetensors
+from .common import (
+    WeightsError,
+    architecture,
+    check_state_dict,
+    expected_tensors,
+    read_state_dict,
+    save_safetensors,
+    tensors_digest,
+)
 
 _RENAMES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(p), r)
@@ -36,14 +45,6 @@ def rename_key(key: str) -> str:
     for pattern, repl in _RENAMES:
         key = pattern.sub(repl, key)
     return key
-
-
-def expected_model(model_name: str, num_classes: int = 1000) -> torch.nn.Module:
-    """The zoo model built on the meta device (no memory, no init time), for its keys and shapes."""
-    from ..zoo import create_model
-
-    with torch.device("meta"):
-        return create_model(model_name, num_classes=num_classes)
 
 
 def _renumber(keys: list[str], layer_names: list[str], what: str) -> dict[str, str]:
@@ -85,21 +86,21 @@ def rename_timm(state_dict: dict[str, torch.Tensor], layer_names: list[str], wha
 
 
 def timm_to_zoo(
-    state_dict: dict[str, torch.Tensor], model_name: str, what: str = "the timm/Cadene state dict"
+    state_dict: dict[str, torch.Tensor], model: torch.nn.Module, what: str = "the timm/Cadene state dict"
 ) -> dict[str, torch.Tensor]:
-    """Rename a timm/Cadene NASNet-A state dict into ``model_name``'s layout and check it fits exactly."""
-    model = expected_model(model_name)
+    """Rename a timm/Cadene NASNet-A state dict into ``model``'s layout and check it fits exactly (its classifier
+    may have any number of rows, or none)."""
     out = rename_timm(state_dict, model.layer_names, what)
-    w = out.get("classifier.weight")
-    if w is not None and w.shape[0] != model.num_classes:
-        model = expected_model(model_name, w.shape[0])
-    return check_state_dict(out, model.state_dict(), f"{what} (as {model_name})")
+    head = out.get("classifier.weight")
+    expected = expected_tensors(model, 0 if head is None else head.shape[0])
+    return check_state_dict(out, expected, f"{what} (as {architecture(model)})")
 
 
-def convert_timm_file(src: str | PathLike[str], model_name: str, out: str | PathLike[str]) -> Path:
-    """Convert a timm/Cadene ``.pth`` (read with ``weights_only=True``) or ``.safetensors`` file."""
+def convert_timm_file(src: str | PathLike[str], model: torch.nn.Module, out: str | PathLike[str]) -> Path:
+    """Convert a timm/Cadene ``.pth`` (read with ``weights_only=True``) or ``.safetensors`` file for ``model``."""
     src = Path(src)
-    sd = timm_to_zoo(read_state_dict(src), model_name, what=str(src))
     if Path(out).suffix != ".safetensors":
         raise WeightsError(f"write converted weights as .safetensors, got {out}")
-    return save_safetensors(sd, out, metadata={"source": src.name, "format": "pt", "model": model_name})
+    sd = timm_to_zoo(read_state_dict(src), model, what=str(src))
+    meta = {"source": src.name, "format": "pt", "model": architecture(model), "tensors_sha256": tensors_digest(sd)}
+    return save_safetensors(sd, out, metadata=meta)

@@ -1,12 +1,13 @@
-"""The zoo's Hub layout, written and pushed: a folder that ``timm.create_model("hf-hub:ORG/NAME", pretrained=True)``
-loads after ``import nasnet_zoo`` (the loader in `hub` reads it; `zoo.Weights` calls the format ``"zoo"``).
+"""The zoo's Hub folder, written and pushed: a folder that ``timm.create_model("hf-hub:ORG/NAME", pretrained=True)``
+loads after ``import nasnet_zoo`` (`load` reads it; a `Weights` value calls the layout ``"zoo"``).
 
 * ``model.safetensors``: the model's tensors in the zoo's layout, without the aux head (no released file has one
   and the loader expects none), with string metadata: ``architecture``, ``source``, for published weights
   ``source_hash`` (``"md5:…"``, ``"sha256:…"`` or ``"git:<commit>"``), and whatever else the caller records;
 * ``config.json``: timm's format, written by timm's own `save_for_hf`: ``architecture``, ``num_classes``,
-  ``num_features``, ``model_args`` (what the builder needs beyond the name: a searched ``genotype``,
-  ``num_cells``, ``filters``, ...) and ``pretrained_cfg`` (preprocessing);
+  ``num_features``, ``model_args`` (what the builder needs beyond the name: ``num_cells``, ``filters``, ..., as
+  timm recorded them, and what the caller adds, e.g. a searched ``genotype`` as JSON) and ``pretrained_cfg``
+  (preprocessing);
 * ``genotype.json``: the model's cells in the zoo's genotype format (`Genotype.load` reads it);
 * ``README.md``: the model card, when one is given.
 
@@ -28,30 +29,31 @@ from huggingface_hub import CommitInfo, HfApi
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 from timm.models import save_for_hf
+from torch import nn
 
-from ..network import NASNet
-from ..zoo import MODELS
 from .common import WeightsError, save_safetensors
-from .hub import HUB_FILENAME
+from .sources import HUB_FILENAME, unreachable
 
 HUB_FILES = (HUB_FILENAME, "config.json", "genotype.json", "README.md")
 REQUIRED_METADATA = ("architecture", "source")
 
 
 def save_hub_folder(
-    model: NASNet,
+    model: nn.Module,
     out: str | PathLike[str],
     metadata: dict[str, str],
     card: str | None = None,
     pretrained_cfg: dict[str, Any] | None = None,
     label_names: list[str] | None = None,
+    model_args: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """Write ``model`` as a Hub folder (see the module docstring); return the files written.
+    """Write ``model`` (a `NASNet`) as a Hub folder (see the module docstring); return the files written.
 
     ``metadata`` must name ``architecture`` and ``source``. ``pretrained_cfg`` entries override the model's own
     in ``config.json`` (e.g. ``description``, preprocessing); ``label_names`` (default: the model's own, e.g. a
-    fine-tuning export's) name the outputs. ``out`` may exist if it holds nothing but a
-    previous publish's files, which are replaced; nothing is written when any step fails.
+    fine-tuning export's) name the outputs; ``model_args`` go into ``config.json``'s (the builder arguments timm
+    cannot serialise itself, e.g. a generic row's genotype). ``out`` may exist if it holds nothing but a previous
+    publish's files, which are replaced; nothing is written when any step fails.
     """
     out = Path(out)
     missing = [k for k in REQUIRED_METADATA if not metadata.get(k)]
@@ -73,9 +75,7 @@ def save_hub_folder(
             if len(names) != model.num_classes:
                 raise ValueError(f"{len(names)} label names for a model with {model.num_classes} outputs")
             config["label_names"] = list(names)
-        # the genotype as JSON, however the model was given it (a Genotype, a path, a dict)
-        model_args = {"genotype": model.genotype.to_dict()} if MODELS[metadata["architecture"]].generic else {}
-        save_for_hf(model, staging, model_config=config, model_args=model_args, safe_serialization=True)
+        save_for_hf(model, staging, model_config=config, model_args=model_args or {}, safe_serialization=True)
         tensors = {k: v for k, v in model.state_dict().items() if not k.startswith("aux_head.")}
         save_safetensors(tensors, staging / HUB_FILENAME, metadata={"format": "pt", **metadata})
         model.genotype.save(staging / "genotype.json")
@@ -113,6 +113,8 @@ def push_hub_folder(
         raise WeightsError(f"{folder} is not a published folder (no {', '.join(missing)}): run `nasnet-zoo publish`")
     if hf_constants.HF_HUB_OFFLINE:
         raise WeightsError(f"cannot push to {repo_id}: offline mode is on (HF_HUB_OFFLINE=1); unset it to push")
+    if reason := unreachable(hf_constants.ENDPOINT):
+        raise WeightsError(f"cannot push to {repo_id}: the Hub cannot be reached ({reason}); connect and try again")
     api = HfApi(token=token, library_name="nasnet-zoo")
     try:
         url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Classify images with a pretrained zoo model and the model's own preprocessing (its timm data config)."""
+"""``nasnet-zoo predict``: classify images with a pretrained zoo model and its own preprocessing (timm data config)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from timm.data import ImageNetInfo, create_transform, resolve_model_data_config
 
-from ..zoo import create_model
+from .errors import DataError
+from .zoo import create_model
 
 
 def predict(
@@ -32,7 +33,7 @@ def predict(
             with Image.open(path) as img:
                 pictures.append((Path(path), img.convert("RGB")))
         except (OSError, UnidentifiedImageError) as e:
-            raise ValueError(f"{path} is not a readable image ({e})") from e
+            raise DataError(f"{path} is not a readable image ({e})") from e
     model = create_model(model_name, pretrained=True, cache_dir=cache_dir).eval()
     transform = create_transform(**resolve_model_data_config(model), is_training=False)
     names = ImageNetInfo() if model.num_classes == 1000 else None

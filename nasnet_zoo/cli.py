@@ -288,6 +288,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_table(summary_rows(load_runs(args.out)), SUMMARY_HEADERS))
+    for note in result.notes:
+        print(f"note: {note}")
     best = result.best
     if best is not None:
         print(f"\nbest child {best['hash']} (search reward {best['reward']:.4f}) -> {args.out / 'best.json'}")
@@ -310,8 +312,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         (i + 1, r["hash"], r["run"], f"{r['search_reward']:.4f}", "-" if r["reward"] is None else f"{r['reward']:.4f}")
         for i, r in enumerate(rows)
     ]
-    print(format_table(table, ["rank", "child", "run", "search reward", f"after {rows[0]['epochs']} epochs"]))
-    print(f"\nfinal cell -> {args.out / 'final.json'}")
+    headers = ["rank", "child", "run", "search reward", f"validation after {rows[0]['epochs']} epochs"]
+    print(format_table(table, headers))
+    test = "-" if rows[0]["test"] is None else f"{rows[0]['test']:.4f}"
+    print(f"\nfinal cell (chosen on validation) -> {args.out / 'final.json'}; its held-out test score: {test}")
     return 0
 
 

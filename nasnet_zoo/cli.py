@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import NasnetZooError
 from .table import format_table
 
 
@@ -284,7 +285,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             data_dir=args.data_dir, ray_address=args.ray_address, gpus_per_child=args.gpus_per_child,
         )  # fmt: skip
         result = run_search(config, progress=True)
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
+    except (NasnetZooError, ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_table(summary_rows(load_runs(args.out)), SUMMARY_HEADERS))
@@ -298,14 +299,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from .search.loop import retrain
+    from .search.retrain import retrain
 
     try:
         rows = retrain(
             args.out, args.top_k, args.epochs, args.workers, args.backend, progress=True, data_dir=args.data_dir,
             ray_address=args.ray_address, gpus_per_child=args.gpus_per_child,
         )  # fmt: skip
-    except (ValueError, FileNotFoundError) as e:
+    except (NasnetZooError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     table = [

@@ -116,8 +116,11 @@ class SerialEvaluator:
 # A worker is `python -c _BOOT FD`: it never runs the parent's ``__main__`` (multiprocessing's spawn re-runs a
 # main script that lacks an ``if __name__ == "__main__"`` guard in every worker, and such a script that starts
 # a search would start searches recursively), and it connects before it imports torch, so it starts fast.
+# Ctrl-C reaches every process of the terminal's group: a worker ignores it (no traceback of its own), and the
+# parent, which stops the search resumably, stops its workers.
 _BOOT = (
-    "import sys\n"
+    "import signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
     "from multiprocessing.connection import Connection\n"
     "conn = Connection(int(sys.argv[1]))\n"
     "sys.path[:] = conn.recv()\n"

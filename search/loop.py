@@ -2,13 +2,7 @@
 
 `run_search` keeps ``workers`` children in flight. Whenever one finishes it is journaled, the algorithm
 observes its reward (PPO updates once per 20), and a new child takes its place. A run lives in
-``OUT/<algo>-seed<S>/``:
-
-* ``run.json``: what was asked (preset, algo, seed, task); ``--resume`` refuses a different one.
-* ``journal.jsonl``: append-only, one line per finished child (genotype, hash, reward, seconds, worker,
-  policy version, error), flushed and fsynced before anything else happens.
-* ``state.pt``: the algorithm (controller, optimiser, baseline, RNG), the children in flight and how many
-  journal lines it has seen. Written atomically before any new child is submitted.
+``OUT/<algo>-seed<S>/`` (`runfolder`: run.json, journal.jsonl, state.pt, and a lock held for the run's life).
 
 * **Budget = children trained**: distinct cells, each trained once (failed ones included: they took a worker).
   A proposal whose canonical hash (`space.canonical_hash`: the same network) was trained already, or is in
@@ -21,38 +15,36 @@ observes its reward (PPO updates once per 20), and a new child takes its place. 
   ``null``; the algorithm observes ``None`` (PPO: no baseline change, the advantage of the worst child so far;
   evolution: never joins the population; see `ppo` and `baselines`).
 
-After ``kill -9`` at any moment, `run_search(resume=True)` loads ``state.pt``, replays the journal lines it
-had not seen yet into the algorithm, and re-queues the children still in flight: no finished child is lost
-and none is trained twice. Every child ever submitted is in the journal or in the state's in-flight list.
+A checkpoint (``state.pt``) is written atomically before any new child is submitted. After ``kill -9`` or
+Ctrl-C at any moment, `run_search(resume=True)` checks the journal against the checkpoint, replays the lines it
+had not seen yet into the algorithm, and re-queues the children still in flight: no finished child is lost and
+none is trained twice, and the run continues child for child as if never stopped. Without ``state.pt`` the run
+is rebuilt by replaying the whole journal into a fresh algorithm (the same updates, so the same policy or
+population; only the random stream of later proposals differs).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
-
-from nasnet_zoo.errors import ConfigError
-from nasnet_zoo.files import atomic_write
+from nasnet_zoo.errors import ConfigError, RunError
 from nasnet_zoo.genotype import Genotype
 from nasnet_zoo.runtime import derive_seed
 
 from . import report
 from .baselines import RandomSearch, RegularizedEvolution
-from .evaluators import BACKENDS, Evaluator, Job, Outcome, Task, make_evaluator, run_all
+from .evaluators import BACKENDS, Evaluator, Job, Outcome, Task, make_evaluator
 from .ppo import PolicyConfig, PolicyGradient
+from .runfolder import RunFolder, locked
 from .space import NUM_BLOCKS, Proposal, canonical_hash, decode
 from .tasks import Cifar10Task, DigitsTask, SyntheticTask
 
 ALGORITHMS = ("ppo", "reinforce", "random", "evolution")
 MAX_DRAWS = 1000  # proposals in a row of cells trained already, after which an algorithm counts as converged
-STATE, RUN = "state.pt", "run.json"
 
 
 @dataclass(frozen=True)
@@ -165,29 +157,12 @@ class SearchResult:
     wall_seconds: float  # this call, from the first submission to the end
     controller_seconds: float  # this call, spent proposing and observing (policy updates included)
     run_dir: Path | None
-    notes: list[str] = field(default_factory=list)  # what the user should know: an early stop
+    notes: list[str] = field(default_factory=list)  # what the user should know: a rebuild, an early stop
 
     @property
     def best(self) -> dict[str, Any] | None:
         done = [r for r in self.records if r["reward"] is not None]
         return max(done, key=lambda r: r["reward"]) if done else None
-
-
-# --- durable files --------------------------------------------------------------------------------------------
-class _Journal:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def append(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def _comparable(meta: dict[str, Any]) -> dict[str, Any]:
-    """What must not change across resumes: everything but where the data lives."""
-    return {**meta, "task": {k: v for k, v in meta["task"].items() if k != "data_dir"}}
 
 
 def task_dict(task: Task) -> dict[str, Any]:
@@ -228,63 +203,66 @@ class _Run:
         self.elapsed = 0.0  # wall seconds of earlier sessions
         self.controller_seconds = 0.0  # spent in the algorithm (sampling, observing, policy updates)
         self.notes: list[str] = []
-        self.dir = None if config.out is None else Path(config.out) / config.run_name
-        self.journal = None if self.dir is None else _Journal(self.dir / report.JOURNAL)
+        self.folder = None if config.out is None else RunFolder(Path(config.out) / config.run_name)
 
     # -- disk --
     def open(self) -> None:
-        if self.dir is None:
+        if self.folder is None:
             return
         meta = {"preset": self.config.preset, "algo": self.config.algo, "seed": self.config.seed,
                 "num_blocks": self.num_blocks, "task": task_dict(self.task)}  # fmt: skip
-        run_file = self.dir / RUN
-        if self.config.resume:
-            if not run_file.exists():
-                raise FileNotFoundError(f"nothing to resume: {self.dir} holds no {RUN}; run without --resume first")
-            old = json.loads(run_file.read_text())
-            if _comparable(old) != _comparable(meta):
-                diff = {k: (old.get(k), meta[k]) for k in meta if _comparable(old).get(k) != _comparable(meta)[k]}
-                raise ValueError(f"{self.dir} holds another search (was, now): {diff}; use the same settings")
-            self._load()
-            self.seen = {r["hash"] for r in self.records} | {c.hash for c in self.pending.values()}
-        else:
-            if (self.dir / report.JOURNAL).exists() or (self.dir / STATE).exists():
-                raise FileExistsError(
-                    f"{self.dir} already holds a search; pass --resume to continue it or choose another --out"
-                )
-            self.dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(run_file, json.dumps(meta, indent=1) + "\n", durable=True)
-
-    def _load(self) -> None:
-        assert self.dir is not None
-        self.records = report.read_journal(self.dir / report.JOURNAL)
-        state_file = self.dir / STATE
-        if not state_file.exists():  # killed before the first checkpoint: nothing was submitted yet
-            if self.records:
-                raise ValueError(f"{self.dir} has a journal but no {STATE}; it cannot be resumed")
+        if not self.config.resume:
+            self.folder.create(meta)
             return
-        state = torch.load(state_file, weights_only=True)
+        self.folder.check(meta)
+        state = self.folder.load_state()
+        if state is None:
+            self._rebuild()
+        else:
+            self._load(state)
+        self.seen = {r["hash"] for r in self.records} | {c.hash for c in self.pending.values()}
+
+    def _load(self, state: dict[str, Any]) -> None:
+        assert self.folder is not None
+        self.records, counted = self.folder.resume(state)
         self.algorithm.load_state_dict(state["algorithm"])
         self.pending = {int(i): _Child.of(Proposal(tuple(a), lp, v), n, self.num_blocks)
                         for i, a, lp, v, n in state["pending"]}  # fmt: skip
         self.next_child, self.elapsed = state["next_child"], state["elapsed"]
-        for r in self.records[state["journal_lines"] :]:  # finished after the last checkpoint: replay
+        for r in self.records[counted:]:  # finished after the last checkpoint: replay
             if r["child"] not in self.pending:
-                raise ValueError(f"journal line for child {r['child']} matches no child in flight; damaged run")
+                raise RunError(
+                    f"{self.folder.journal.path}: the line of child {r['child']} matches no child in flight; the "
+                    f"journal holds lines of another run. Restore it, or move {self.folder.path / 'state.pt'} away "
+                    "and resume again to rebuild the run from the journal"
+                )
             self._observe(self.pending.pop(r["child"]).proposal, r)
 
+    def _rebuild(self) -> None:
+        """No checkpoint: replay every journal line into the fresh algorithm, then draw from a new stream."""
+        assert self.folder is not None
+        self.records = self.folder.rebuild()
+        for r in self.records:
+            self._observe(Proposal(tuple(r["actions"]), r["log_prob"], r["policy_version"]), r)
+        self.next_child = max((r["child"] for r in self.records), default=-1) + 1
+        self.elapsed = max((r["elapsed"] for r in self.records), default=0.0)
+        if self.records:
+            self.algorithm.reseed(derive_seed(self.config.seed, self.next_child) + (1 << 40))  # apart from children's
+            self.notes.append(
+                f"{self.folder.path} had no state.pt: rebuilt from its journal's {len(self.records)} children "
+                "(children that were in flight are proposed anew; later proposals differ from an uninterrupted run's)"
+            )
+
     def checkpoint(self, elapsed: float) -> None:
-        if self.dir is None:
+        if self.folder is None:
             return
-        state = {
+        self.folder.save({
             "algorithm": self.algorithm.state_dict(),
             "pending": [[i, list(c.proposal.actions), c.proposal.log_prob, c.proposal.policy_version, c.resampled]
                         for i, c in self.pending.items()],
             "next_child": self.next_child,
-            "journal_lines": len(self.records),
             "elapsed": elapsed,
-        }  # fmt: skip
-        atomic_write(self.dir / STATE, lambda tmp: torch.save(state, tmp), durable=True)
+        })  # fmt: skip
 
     # -- children --
     @property
@@ -330,8 +308,8 @@ class _Run:
             "actions": list(child.proposal.actions),
             "genotype": child.genotype.to_dict(),
         }
-        if self.journal is not None:
-            self.journal.append(record)
+        if self.folder is not None:
+            self.folder.journal.append(record)
         self.records.append(record)
         self._observe(child.proposal, record)
         return record
@@ -351,16 +329,19 @@ def run_search(
     config: SearchConfig, evaluator: Evaluator | None = None, progress: bool = False, num_blocks: int = NUM_BLOCKS
 ) -> SearchResult:
     """Run (or resume) one search of ``budget`` children trained; see the module docstring. ``evaluator``
-    replaces the configured backend."""
+    replaces the configured backend. A second process on the same run folder gets `RunError` naming this one."""
     preset, task, budget, workers, backend = config.resolved()
     run = _Run(config, preset, task, num_blocks)
-    run.open()
-    owned = evaluator is None
-    if evaluator is None:
-        evaluator = make_run_evaluator(backend, task, workers, config.ray_address, config.gpus_per_child)
-    result = _loop(run, budget, evaluator, owned, progress)
-    if run.dir is not None:
-        report.write_outputs(run.dir.parent, preset.top_k)
+    if config.resume and run.folder is not None and not run.folder.path.is_dir():
+        raise RunError(f"nothing to resume: {run.folder.path} does not exist; run without --resume first")
+    with locked(run.folder):
+        run.open()
+        owned = evaluator is None
+        if evaluator is None:
+            evaluator = make_run_evaluator(backend, task, workers, config.ray_address, config.gpus_per_child)
+        result = _loop(run, budget, evaluator, owned, progress)
+        if run.folder is not None:
+            report.write_outputs(run.folder.path.parent, preset.top_k)
     return result
 
 
@@ -386,7 +367,7 @@ def _loop(run: _Run, budget: int, evaluator: Evaluator, owned: bool, progress: b
     controller_before = run.controller_seconds
     elapsed = lambda: run.elapsed + time.perf_counter() - start  # noqa: E731
     converged = False
-    try:
+    try:  # KeyboardInterrupt included: the checkpoint on disk holds every child in flight; --resume re-queues them
         for child in sorted(run.pending):  # in flight when the last session ended: re-queue
             evaluator.submit(run.job(child))
         while True:
@@ -418,97 +399,5 @@ def _loop(run: _Run, budget: int, evaluator: Evaluator, owned: bool, progress: b
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - start
-    return SearchResult(run.records, wall, run.controller_seconds - controller_before, run.dir, run.notes)
-
-
-# --- retrain --------------------------------------------------------------------------------------------------
-RETRAIN, FINAL = "retrain.jsonl", "final.json"
-SPLITS = {"validation": "reward", "test": "test_accuracy"}  # split -> the task's method that scores it
-
-
-def retrain(
-    out: Path,
-    top_k: int | None = None,
-    epochs: int | None = None,
-    workers: int | None = None,
-    backend: str | None = None,
-    seed: int = 0,
-    progress: bool = False,
-    data_dir: str | None = None,
-    ray_address: str | None = None,
-    gpus_per_child: float = 0.0,
-) -> list[dict[str, Any]]:
-    """Train the top-k cells under ``out`` longer, choose the final one on validation, then test it.
-
-    The ``top_k`` best distinct cells of every run are trained for ``epochs`` (the preset's retrain setting) and
-    scored on the validation split the search rewarded; the best there, and only it, is then scored on the
-    task's held-out test split (``task.test_accuracy``), which nothing before has read: the test number
-    estimates the chosen cell's accuracy and is not one more thing to choose on. ``out/retrain.jsonl`` gets one
-    line per score (``split`` ``validation`` or ``test``); a cell scored there with the same epochs is not
-    trained again. The winner goes to ``out/final.json``.
-
-    Returns one row per candidate, best on validation first: ``hash``, ``run``, ``search_reward``, ``epochs``,
-    ``reward`` (validation, None if it failed), ``test`` (the final cell's, None for the others), ``error``,
-    ``genotype``. ``data_dir`` points a cifar10 search at its data on this machine; the evaluator is chosen
-    as in `run_search`.
-    """
-    out = Path(out)
-    metas = [json.loads(p.read_text()) for p in sorted(out.glob(f"*/{RUN}"))]
-    if not metas:
-        raise FileNotFoundError(f"no search runs under {out}; run `nasnet-zoo search --out {out}` first")
-    if len({json.dumps(_comparable(m)["task"], sort_keys=True) for m in metas}) != 1:
-        raise ValueError(f"the runs under {out} trained children on different tasks; retrain one task at a time")
-    preset = PRESETS[metas[0]["preset"]]
-    epochs = epochs or preset.retrain_epochs
-    task = task_from_dict(metas[0]["task"]).longer(epochs)
-    if data_dir is not None:
-        task = dataclasses.replace(task, data_dir=data_dir)
-    if not callable(getattr(task, "test_accuracy", None)):
-        raise ConfigError(f"the {type(task).__name__} task has no held-out test split (test_accuracy); retrain "
-                          "would have nothing to report the final cell on")  # fmt: skip
-    journal = _Journal(out / RETRAIN)
-    done = {(r["hash"], r["epochs"], r["split"]): r for r in report.read_journal(journal.path)}
-    candidates = report.top_k(report.load_runs(out), top_k or preset.top_k)
-
-    def score(cells: list[dict[str, Any]], split: str) -> None:
-        todo = [c for c in cells if (c["hash"], epochs, split) not in done]
-        if not todo:
-            return
-        evaluator = make_run_evaluator(backend or preset.backend, task, workers or preset.workers, ray_address,
-                                       gpus_per_child)  # fmt: skip
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(todo), desc=f"retrain {epochs} epochs, {split}", unit="child")
-
-        def finished(o: Outcome) -> None:
-            c = todo[o.id]
-            row = {"hash": c["hash"], "run": c["run"], "search_reward": c["reward"], "epochs": epochs,
-                   "split": split, "reward": o.reward, "error": o.error, "seconds": round(o.seconds, 3),
-                   "genotype": c["genotype"]}  # fmt: skip
-            journal.append(row)
-            done[c["hash"], epochs, split] = row
-            if bar is not None:
-                bar.update(1)
-
-        jobs = [Job(i, Genotype.from_dict(c["genotype"]), seed, SPLITS[split]) for i, c in enumerate(todo)]
-        try:
-            run_all(evaluator, jobs, finished)
-        finally:
-            evaluator.close()
-            if bar is not None:
-                bar.close()
-
-    score(candidates, "validation")
-    rows = [_row(done[c["hash"], epochs, "validation"]) for c in candidates]
-    rows.sort(key=lambda r: float("inf") if r["reward"] is None else -r["reward"])
-    if rows and rows[0]["reward"] is not None:  # chosen on validation; only now is the test split read
-        score([c for c in candidates if c["hash"] == rows[0]["hash"]], "test")
-        rows[0]["test"] = done[rows[0]["hash"], epochs, "test"]["reward"]
-        Genotype.from_dict(rows[0]["genotype"]).save(out / FINAL)
-    return rows
-
-
-def _row(line: dict[str, Any]) -> dict[str, Any]:
-    return {**{k: v for k, v in line.items() if k not in ("split", "seconds")}, "test": None}
+    dir = None if run.folder is None else run.folder.path
+    return SearchResult(run.records, wall, run.controller_seconds - controller_before, dir, run.notes)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from nasnet_zoo.errors import RunError
 from nasnet_zoo.files import atomic_write
 from nasnet_zoo.genotype import Genotype
 from nasnet_zoo.table import format_table
@@ -29,20 +30,20 @@ JOURNAL = "journal.jsonl"
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
-    """The complete lines of a journal; a last line torn by a crash mid-write is cut off the file."""
-    if not path.exists():
-        return []
-    raw = path.read_bytes()
-    good = raw[: raw.rfind(b"\n") + 1]
+    """The complete lines of a journal (a last line torn by a crash mid-write is not a finished child). Never
+    writes: reports read the journals of runs that may be running."""
+    raw = path.read_bytes() if path.exists() else b""
+    return parse_journal(raw[: raw.rfind(b"\n") + 1], path)
+
+
+def parse_journal(data: bytes, path: Path) -> list[dict[str, Any]]:
     records = []
-    for n, line in enumerate(good.splitlines(), 1):
+    for n, line in enumerate(data.splitlines(), 1):
         try:
             records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n} is not a JSON line ({e}); the journal is damaged") from None
-    if len(good) != len(raw):
-        with path.open("r+b") as f:
-            f.truncate(len(good))
+        except (ValueError, UnicodeDecodeError) as e:
+            why = f"{path}:{n} is not a JSON line ({e})"
+            raise RunError(f"{why}; the journal is damaged: restore it from a backup") from None
     return records
 
 

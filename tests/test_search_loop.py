@@ -1,5 +1,5 @@
 """The search loop (search/loop.py): journal, crash and resume, duplicates, failing children, budgets, outputs,
-retrain."""
+retrain (search/retrain.py)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,16 @@ from typing import Any
 
 import pytest
 import torch
-from nasnet_zoo.search import loop
+from nasnet_zoo.search import loop, runfolder
 from nasnet_zoo.search.evaluators import SerialEvaluator
-from nasnet_zoo.search.loop import PRESETS, SearchConfig, retrain, run_search
+from nasnet_zoo.search.loop import PRESETS, SearchConfig, run_search
 from nasnet_zoo.search.report import read_journal
+from nasnet_zoo.search.retrain import retrain
 from nasnet_zoo.search.space import Proposal, canonical_hash, decode, encode, random_genotype
 from nasnet_zoo.search.tasks import Cifar10Task, SyntheticTask
 
 import nasnet_zoo
+from nasnet_zoo.errors import RunError
 from nasnet_zoo.genotype import Block, Cell, Genotype
 
 FIELDS = {"child", "hash", "reward", "error", "resampled", "seconds", "worker", "policy_version", "log_prob", "elapsed",
@@ -74,7 +76,9 @@ class Crash(BaseException):
     """Stands in for kill -9 at one precise moment (BaseException: no handler in the loop catches it)."""
 
 
-def _crash_on_call(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, n: int, before: Any = None) -> None:
+def _crash_on_call(
+    monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, n: int, before: Any = None, error: type = Crash
+) -> None:
     original, calls = getattr(owner, name), []
 
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -82,7 +86,7 @@ def _crash_on_call(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, n: in
         if len(calls) == n:
             if before is not None:
                 before(self, *args)
-            raise Crash(f"{name} #{n}")
+            raise error(f"{name} #{n}")
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(owner, name, wrapper)
@@ -101,7 +105,7 @@ def _torn_write(journal: Any, record: dict[str, Any]) -> None:  # killed in the 
 @pytest.mark.parametrize(
     "where",
     ["after a journal line, before the update", "mid-line", "after the checkpoint, before submitting",
-     "while children train"],
+     "while children train", "Ctrl-C while children train"],
 )  # fmt: skip
 @pytest.mark.parametrize("algo", ["ppo", "evolution"])
 def test_crash_at_any_moment_then_resume_equals_an_uninterrupted_run(
@@ -111,14 +115,16 @@ def test_crash_at_any_moment_then_resume_equals_an_uninterrupted_run(
     reference = run_search(SearchConfig(**config)).records  # in memory, never interrupted
     with monkeypatch.context() as m:
         if where.startswith("after a journal line"):
-            _crash_on_call(m, loop._Journal, "append", 20, before=_write_then_crash)  # the 20th triggers PPO
+            _crash_on_call(m, runfolder.Journal, "append", 20, before=_write_then_crash)  # the 20th triggers PPO
         elif where == "mid-line":
-            _crash_on_call(m, loop._Journal, "append", 31, before=_torn_write)
+            _crash_on_call(m, runfolder.Journal, "append", 31, before=_torn_write)
         elif where.startswith("after the checkpoint"):
             _crash_on_call(m, SerialEvaluator, "submit", 25)
+        elif where.startswith("Ctrl-C"):
+            _crash_on_call(m, SerialEvaluator, "wait_any", 23, error=KeyboardInterrupt)
         else:
             _crash_on_call(m, SerialEvaluator, "wait_any", 17)
-        with pytest.raises(Crash):
+        with pytest.raises(KeyboardInterrupt if where.startswith("Ctrl-C") else Crash):
             run_search(SearchConfig(**config, out=tmp_path))
     run = f"{algo}-seed0"
     crashed = _journal(tmp_path, run)
@@ -129,12 +135,13 @@ def test_crash_at_any_moment_then_resume_equals_an_uninterrupted_run(
 
 
 def test_resume_refuses_what_it_cannot_do(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+    with pytest.raises(RunError, match="nothing to resume"):
         run_search(SearchConfig(preset="synthetic", budget=5, out=tmp_path, resume=True))
+    assert not (tmp_path / "ppo-seed0").exists()
     run_search(SearchConfig(preset="synthetic", budget=5, out=tmp_path))
-    with pytest.raises(FileExistsError, match="already holds a search; pass --resume"):
+    with pytest.raises(RunError, match="already holds a search; pass --resume"):
         run_search(SearchConfig(preset="synthetic", budget=5, out=tmp_path))
-    with pytest.raises(ValueError, match="holds another search"):
+    with pytest.raises(RunError, match="holds another search"):
         run_search(SearchConfig(preset="synthetic", budget=9, out=tmp_path, resume=True, task=SyntheticTask(seed=1)))
     more = run_search(SearchConfig(preset="synthetic", budget=9, out=tmp_path, resume=True))
     assert [r["child"] for r in more.records] == list(range(9))
@@ -318,6 +325,11 @@ def test_retrain_chooses_on_validation_then_tests_only_the_final_cell(
     lines = read_journal(tmp_path / "retrain.jsonl")
     assert [line["split"] for line in lines] == ["validation"] * 5 + ["test"]
     assert retrain(tmp_path, top_k=5) == rows and len(_test_reads) == 1  # read back, nothing trained or tested again
+    with (tmp_path / "retrain.jsonl").open("a") as f:
+        f.write('{"hash": "torn by a cra')  # a retrain killed mid-line
+    assert len(retrain(tmp_path, top_k=6)) == 6
+    assert [line["split"] for line in read_journal(tmp_path / "retrain.jsonl")][6:] == ["validation"]
+    assert (tmp_path / "retrain.jsonl").read_text().endswith("}\n")
 
 
 # No `if __name__ == "__main__"` guard, on purpose: workers must never re-run the main script (multiprocessing's

@@ -3,10 +3,14 @@
 * `RandomSearch` is random search exactly as the paper defines it (Sec. 4.4): every one of the 50
   decisions drawn uniformly from its options, i.e. the controller's softmaxes replaced by uniform ones.
 * `RegularizedEvolution` is AmoebaNet's aging evolution (Real et al., 2019) in the same space: a population
-  of the `population` most recent children; each new child mutates one decision of the best of `sample`
-  children drawn from it; the first `population` children are random.
+  of the `population` most recent trained children; each new child mutates one decision of the best of
+  `sample` members drawn from it; children are random until the population is full (with parallel workers,
+  every child proposed while it is not). A failed child (``reward=None``) has no fitness: it never joins the
+  population, so it ages no member out.
 
-Both speak the same protocol as `ppo.PolicyGradient` (propose, observe, state_dict, load_state_dict).
+The search loop draws again instead of training a cell twice, so the population holds distinct cells and
+random search samples without replacement. Both speak the protocol of `ppo.PolicyGradient` (propose, observe,
+reseed, state_dict, load_state_dict).
 """
 
 from __future__ import annotations
@@ -38,8 +42,11 @@ class RandomSearch:
     def propose(self) -> Proposal:
         return Proposal(tuple(sample_uniform(self.rng, self.num_blocks)))
 
-    def observe(self, proposal: Proposal, reward: float) -> None:
+    def observe(self, proposal: Proposal, reward: float | None) -> None:
         pass
+
+    def reseed(self, seed: int) -> None:
+        self.rng.seed(seed)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": _rng_state(self.rng)}
@@ -59,11 +66,9 @@ class RegularizedEvolution:
         self.num_blocks = num_blocks
         self.size, self.sample = population, sample
         self.population: deque[tuple[tuple[int, ...], float]] = deque(maxlen=population)
-        self.proposed = 0
 
     def propose(self) -> Proposal:
-        self.proposed += 1
-        if self.proposed <= self.size or not self.population:
+        if len(self.population) < self.size:
             return Proposal(tuple(sample_uniform(self.rng, self.num_blocks)))
         contenders = self.rng.sample(list(self.population), min(self.sample, len(self.population)))
         parent = max(contenders, key=lambda member: member[1])[0]
@@ -76,14 +81,17 @@ class RegularizedEvolution:
         child[i] = (child[i] + self.rng.randrange(1, self.spec[i].num_choices)) % self.spec[i].num_choices
         return tuple(child)
 
-    def observe(self, proposal: Proposal, reward: float) -> None:
-        self.population.append((tuple(proposal.actions), reward))  # the oldest member ages out
+    def observe(self, proposal: Proposal, reward: float | None) -> None:
+        if reward is not None:
+            self.population.append((tuple(proposal.actions), reward))  # the oldest member ages out
+
+    def reseed(self, seed: int) -> None:
+        self.rng.seed(seed)
 
     def state_dict(self) -> dict[str, Any]:
         members = [[list(a), r] for a, r in self.population]
-        return {"rng": _rng_state(self.rng), "population": members, "proposed": self.proposed}
+        return {"rng": _rng_state(self.rng), "population": members}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         _set_rng_state(self.rng, state["rng"])
         self.population = deque(((tuple(a), r) for a, r in state["population"]), maxlen=self.size)
-        self.proposed = state["proposed"]

@@ -7,7 +7,8 @@
 * `RayEvaluator` runs each child as a Ray task with its own CPU/GPU request and retries, on a local Ray
   instance or a cluster (``address``): the paper's global work queue feeding hundreds of GPU workers.
 
-An evaluator runs a `Task`: anything picklable with ``reward(genotype, seed) -> float``. Each child gets
+An evaluator runs a `Task`: anything picklable with ``reward(genotype, seed) -> float`` (a `Job` may name
+another method of the same signature, such as ``test_accuracy``). Each child gets
 ``threads`` torch threads (default 1: children are small and many, and oversubscribed cores made a digits
 child 15x slower with two threads than with one on a shared 2-core machine).
 """
@@ -44,6 +45,7 @@ class Job:
     id: int
     genotype: Genotype
     seed: int
+    method: str = "reward"  # the task's method that scores the child ("test_accuracy": the held-out split)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def run_job(task: Task, job: Job, worker: str, threads: int = 1) -> Outcome:
     start = time.perf_counter()
     try:
         with torch_threads(threads):
-            reward = float(task.reward(job.genotype, job.seed))
+            reward = float(getattr(task, job.method)(job.genotype, job.seed))
         error = None if math.isfinite(reward) else f"the child's reward is {reward} (its training diverged)"
     except MemoryError as e:  # torch's OutOfMemoryError is a RuntimeError, caught below with its own name
         reward, error = None, f"out of memory: {e}"
@@ -114,8 +116,11 @@ class SerialEvaluator:
 # A worker is `python -c _BOOT FD`: it never runs the parent's ``__main__`` (multiprocessing's spawn re-runs a
 # main script that lacks an ``if __name__ == "__main__"`` guard in every worker, and such a script that starts
 # a search would start searches recursively), and it connects before it imports torch, so it starts fast.
+# Ctrl-C reaches every process of the terminal's group: a worker ignores it (no traceback of its own), and the
+# parent, which stops the search resumably, stops its workers.
 _BOOT = (
-    "import sys\n"
+    "import signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
     "from multiprocessing.connection import Connection\n"
     "conn = Connection(int(sys.argv[1]))\n"
     "sys.path[:] = conn.recv()\n"

@@ -1,50 +1,50 @@
-"""The search loop: the paper's global work queue, a crash-proof journal, resume, budgets, and the retrain step.
+"""The search loop: the paper's global work queue, budgets, honest bookkeeping of duplicates and failures.
 
 `run_search` keeps ``workers`` children in flight. Whenever one finishes it is journaled, the algorithm
 observes its reward (PPO updates once per 20), and a new child takes its place. A run lives in
-``OUT/<algo>-seed<S>/``:
+``OUT/<algo>-seed<S>/`` (`runfolder`: run.json, journal.jsonl, state.pt, and a lock held for the run's life).
 
-* ``run.json``: what was asked (preset, algo, seed, task); ``--resume`` refuses a different one.
-* ``journal.jsonl``: append-only, one line per finished child (genotype, hash, reward, seconds, worker,
-  policy version, error), flushed and fsynced before anything else happens.
-* ``state.pt``: the algorithm (controller, optimiser, baseline, RNG), the children in flight and how many
-  journal lines it has seen. Written atomically before any new child is submitted.
+* **Budget = children trained**: distinct cells, each trained once (failed ones included: they took a worker).
+  A proposal whose canonical hash (`space.canonical_hash`: the same network) was trained already, or is in
+  flight, is not trained and not shown to the algorithm again: it draws another, and the journal line of the
+  child finally trained says how many it drew in vain (``resampled``). So PPO never reinforces one sequence twice
+  with one noisy reward, regularized evolution's population holds distinct cells, random search samples without
+  replacement, and every algorithm gets the same number of distinct cells at equal budget. An algorithm that
+  draws `MAX_DRAWS` trained cells in a row has converged: the run stops early and says so in its notes.
+* **A failed child** (an exception, a NaN, out of memory, a dead worker) is journaled with its error and reward
+  ``null``; the algorithm observes ``None`` (PPO: no baseline change, the advantage of the worst child so far;
+  evolution: never joins the population; see `ppo` and `baselines`).
 
-After ``kill -9`` at any moment, `run_search(resume=True)` loads ``state.pt``, replays the journal lines it
-had not seen yet into the algorithm, and re-queues the children still in flight: no finished child is lost
-and none is trained twice. Every child ever submitted is in the journal or in the state's in-flight list.
-
-A child that raises, returns NaN or kills its worker is journaled with its error (reward ``null``) and the
-algorithm observes `FAILED_REWARD` for it. Children whose canonical hash was already trained take the cached
-reward (journaled with ``cached: true``; they count towards the budget, as every sampled child does).
+A checkpoint (``state.pt``) is written atomically before any new child is submitted. After ``kill -9`` or
+Ctrl-C at any moment, `run_search(resume=True)` checks the journal against the checkpoint, replays the lines it
+had not seen yet into the algorithm, and re-queues the children still in flight: no finished child is lost and
+none is trained twice, and the run continues child for child as if never stopped. Without ``state.pt`` the run
+is rebuilt by replaying the whole journal into a fresh algorithm (the same updates, so the same policy or
+population; only the random stream of later proposals differs).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
-
-from nasnet_zoo.files import atomic_write
+from nasnet_zoo.errors import ConfigError, RunError
 from nasnet_zoo.genotype import Genotype
 from nasnet_zoo.runtime import derive_seed
 
 from . import report
 from .baselines import RandomSearch, RegularizedEvolution
-from .evaluators import BACKENDS, Evaluator, Job, Outcome, Task, make_evaluator, run_all
+from .evaluators import BACKENDS, Evaluator, Job, Outcome, Task, make_evaluator
 from .ppo import PolicyConfig, PolicyGradient
+from .runfolder import RunFolder, locked
 from .space import NUM_BLOCKS, Proposal, canonical_hash, decode
 from .tasks import Cifar10Task, DigitsTask, SyntheticTask
 
 ALGORITHMS = ("ppo", "reinforce", "random", "evolution")
-FAILED_REWARD = 0.0  # what the algorithm observes for a child that could not be trained
-STATE, RUN = "state.pt", "run.json"
+MAX_DRAWS = 1000  # proposals in a row of cells trained already, after which an algorithm counts as converged
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Preset:
 
     name: str
     task: Task  # a frozen dataclass from .tasks
-    budget: int  # children
+    budget: int  # children trained (distinct cells; see run_search)
     workers: int
     backend: str
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -84,7 +84,11 @@ class Algorithm(Protocol):
 
     def propose(self) -> Proposal: ...
 
-    def observe(self, proposal: Proposal, reward: float) -> None: ...
+    def observe(self, proposal: Proposal, reward: float | None) -> None:
+        """A finished child's reward; None when it could not be trained."""
+        ...
+
+    def reseed(self, seed: int) -> None: ...
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -98,7 +102,7 @@ def make_algorithm(algo: str, seed: int, preset: Preset, num_blocks: int = NUM_B
         return RandomSearch(seed, num_blocks)
     if algo == "evolution":
         return RegularizedEvolution(seed, preset.population, preset.tournament, num_blocks)
-    raise ValueError(f"unknown algorithm {algo!r}; use one of {ALGORITHMS}")
+    raise ConfigError(f"unknown algorithm {algo!r}; use one of {ALGORITHMS}")
 
 
 @dataclass
@@ -108,7 +112,7 @@ class SearchConfig:
     preset: str = "cpu-digits"
     algo: str = "ppo"
     seed: int = 0
-    budget: int | None = None
+    budget: int | None = None  # children trained
     workers: int | None = None
     backend: str | None = None
     out: Path | None = None  # None: keep everything in memory (no journal, no resume)
@@ -121,17 +125,17 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; use one of {sorted(PRESETS)}")
+            raise ConfigError(f"unknown preset {self.preset!r}; use one of {sorted(PRESETS)}")
         if self.algo not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {self.algo!r}; use one of {ALGORITHMS}")
+            raise ConfigError(f"unknown algorithm {self.algo!r}; use one of {ALGORITHMS}")
         if self.backend is not None and self.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; use one of {BACKENDS}")
+            raise ConfigError(f"unknown backend {self.backend!r}; use one of {BACKENDS}")
         for name in ("budget", "workers"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+                raise ConfigError(f"{name} must be at least 1, got {value}")
         if self.resume and self.out is None:
-            raise ValueError("resume needs the --out folder of the run to continue")
+            raise ConfigError("resume needs the --out folder of the run to continue")
 
     @property
     def run_name(self) -> str:
@@ -149,10 +153,11 @@ class SearchConfig:
 
 @dataclass
 class SearchResult:
-    records: list[dict[str, Any]]  # the journal
+    records: list[dict[str, Any]]  # the journal: one line per distinct cell trained
     wall_seconds: float  # this call, from the first submission to the end
     controller_seconds: float  # this call, spent proposing and observing (policy updates included)
     run_dir: Path | None
+    notes: list[str] = field(default_factory=list)  # what the user should know: a rebuild, an early stop
 
     @property
     def best(self) -> dict[str, Any] | None:
@@ -160,24 +165,7 @@ class SearchResult:
         return max(done, key=lambda r: r["reward"]) if done else None
 
 
-# --- durable files --------------------------------------------------------------------------------------------
-class _Journal:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def append(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def _comparable(meta: dict[str, Any]) -> dict[str, Any]:
-    """What must not change across resumes: everything but where the data lives."""
-    return {**meta, "task": {k: v for k, v in meta["task"].items() if k != "data_dir"}}
-
-
-def _task_dict(task: Task) -> dict[str, Any]:
+def task_dict(task: Task) -> dict[str, Any]:
     return {"class": type(task).__name__, **dataclasses.asdict(task)}
 
 
@@ -187,129 +175,152 @@ def task_from_dict(d: dict[str, Any]) -> Any:
 
 
 # --- the loop -------------------------------------------------------------------------------------------------
+@dataclass
+class _Child:
+    """A child in flight: its proposal, how many trained cells were drawn before it, its cell."""
+
+    proposal: Proposal
+    resampled: int
+    genotype: Genotype
+    hash: str
+
+    @classmethod
+    def of(cls, proposal: Proposal, resampled: int, num_blocks: int) -> _Child:
+        genotype = decode(list(proposal.actions), num_blocks)
+        return cls(proposal, resampled, genotype, canonical_hash(genotype))
+
+
 class _Run:
     """The mutable state of one run and the rules that keep it consistent on disk."""
 
     def __init__(self, config: SearchConfig, preset: Preset, task: Task, num_blocks: int) -> None:
-        self.config, self.task = config, task
+        self.config, self.task, self.preset, self.num_blocks = config, task, preset, num_blocks
         self.algorithm = make_algorithm(config.algo, config.seed, preset, num_blocks)
-        self.num_blocks = num_blocks
-        self.pending: dict[int, Proposal] = {}  # child id -> proposal, in flight
-        self._genotypes: dict[int, Genotype] = {}  # decoded pending proposals
-        self.proposed = 0
+        self.pending: dict[int, _Child] = {}  # child id -> child in flight
+        self.next_child = 0
         self.records: list[dict[str, Any]] = []
-        self.cache: dict[str, float] = {}
+        self.seen: set[str] = set()  # canonical hashes trained or in flight
         self.elapsed = 0.0  # wall seconds of earlier sessions
         self.controller_seconds = 0.0  # spent in the algorithm (sampling, observing, policy updates)
-        self.dir = None if config.out is None else Path(config.out) / config.run_name
-        self.journal = None if self.dir is None else _Journal(self.dir / report.JOURNAL)
+        self.notes: list[str] = []
+        self.folder = None if config.out is None else RunFolder(Path(config.out) / config.run_name)
 
     # -- disk --
     def open(self) -> None:
-        if self.dir is None:
+        if self.folder is None:
             return
         meta = {"preset": self.config.preset, "algo": self.config.algo, "seed": self.config.seed,
-                "num_blocks": self.num_blocks, "task": _task_dict(self.task)}  # fmt: skip
-        run_file = self.dir / RUN
-        if self.config.resume:
-            if not run_file.exists():
-                raise FileNotFoundError(f"nothing to resume: {self.dir} holds no {RUN}; run without --resume first")
-            old = json.loads(run_file.read_text())
-            if _comparable(old) != _comparable(meta):
-                diff = {k: (old.get(k), meta[k]) for k in meta if _comparable(old).get(k) != _comparable(meta)[k]}
-                raise ValueError(f"{self.dir} holds another search (was, now): {diff}; use the same settings")
-            self._load()
-        else:
-            if (self.dir / report.JOURNAL).exists() or (self.dir / STATE).exists():
-                raise FileExistsError(
-                    f"{self.dir} already holds a search; pass --resume to continue it or choose another --out"
-                )
-            self.dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(run_file, json.dumps(meta, indent=1) + "\n", durable=True)
-
-    def _load(self) -> None:
-        assert self.dir is not None
-        self.records = report.read_journal(self.dir / report.JOURNAL)
-        state_file = self.dir / STATE
-        if not state_file.exists():  # killed before the first checkpoint: nothing was submitted yet
-            if self.records:
-                raise ValueError(f"{self.dir} has a journal but no {STATE}; it cannot be resumed")
+                "num_blocks": self.num_blocks, "task": task_dict(self.task)}  # fmt: skip
+        if not self.config.resume:
+            self.folder.create(meta)
             return
-        state = torch.load(state_file, weights_only=True)
+        self.folder.check(meta)
+        state = self.folder.load_state()
+        if state is None:
+            self._rebuild()
+        else:
+            self._load(state)
+        self.seen = {r["hash"] for r in self.records} | {c.hash for c in self.pending.values()}
+
+    def _load(self, state: dict[str, Any]) -> None:
+        assert self.folder is not None
+        self.records, counted = self.folder.resume(state)
         self.algorithm.load_state_dict(state["algorithm"])
-        self.pending = {int(i): Proposal(tuple(a), lp, v) for i, a, lp, v in state["pending"]}
-        self.proposed, self.elapsed = state["proposed"], state["elapsed"]
-        for r in self.records[state["journal_lines"] :]:  # finished after the last checkpoint: replay
+        self.pending = {int(i): _Child.of(Proposal(tuple(a), lp, v), n, self.num_blocks)
+                        for i, a, lp, v, n in state["pending"]}  # fmt: skip
+        self.next_child, self.elapsed = state["next_child"], state["elapsed"]
+        for r in self.records[counted:]:  # finished after the last checkpoint: replay
             if r["child"] not in self.pending:
-                raise ValueError(f"journal line for child {r['child']} matches no child in flight; damaged run")
-            self._observe(self.pending.pop(r["child"]), r)
+                raise RunError(
+                    f"{self.folder.journal.path}: the line of child {r['child']} matches no child in flight; the "
+                    f"journal holds lines of another run. Restore it, or move {self.folder.path / 'state.pt'} away "
+                    "and resume again to rebuild the run from the journal"
+                )
+            self._observe(self.pending.pop(r["child"]).proposal, r)
+
+    def _rebuild(self) -> None:
+        """No checkpoint: replay every journal line into the fresh algorithm, then draw from a new stream."""
+        assert self.folder is not None
+        self.records = self.folder.rebuild()
         for r in self.records:
-            if r["reward"] is not None:
-                self.cache[r["hash"]] = r["reward"]
+            self._observe(Proposal(tuple(r["actions"]), r["log_prob"], r["policy_version"]), r)
+        self.next_child = max((r["child"] for r in self.records), default=-1) + 1
+        self.elapsed = max((r["elapsed"] for r in self.records), default=0.0)
+        if self.records:
+            self.algorithm.reseed(derive_seed(self.config.seed, self.next_child) + (1 << 40))  # apart from children's
+            self.notes.append(
+                f"{self.folder.path} had no state.pt: rebuilt from its journal's {len(self.records)} children "
+                "(children that were in flight are proposed anew; later proposals differ from an uninterrupted run's)"
+            )
 
     def checkpoint(self, elapsed: float) -> None:
-        if self.dir is None:
+        if self.folder is None:
             return
-        state = {
+        self.folder.save({
             "algorithm": self.algorithm.state_dict(),
-            "pending": [[i, list(p.actions), p.log_prob, p.policy_version] for i, p in self.pending.items()],
-            "proposed": self.proposed,
-            "journal_lines": len(self.records),
+            "pending": [[i, list(c.proposal.actions), c.proposal.log_prob, c.proposal.policy_version, c.resampled]
+                        for i, c in self.pending.items()],
+            "next_child": self.next_child,
             "elapsed": elapsed,
-        }
-        atomic_write(self.dir / STATE, lambda tmp: torch.save(state, tmp), durable=True)
+        })  # fmt: skip
 
     # -- children --
-    def propose(self) -> int:
-        child = self.proposed
-        t = time.perf_counter()
-        self.pending[child] = self.algorithm.propose()
-        self.controller_seconds += time.perf_counter() - t
-        self.proposed += 1
-        return child
+    @property
+    def counted(self) -> int:
+        """Children trained or training: what the budget counts."""
+        return len(self.records) + len(self.pending)
 
-    def genotype(self, child: int) -> Genotype:
-        if child not in self._genotypes:
-            self._genotypes[child] = decode(list(self.pending[child].actions), self.num_blocks)
-        return self._genotypes[child]
+    def propose(self) -> int | None:
+        """A new child in flight (its id), or None when the algorithm drew only trained cells `MAX_DRAWS` times."""
+        for resampled in range(MAX_DRAWS):
+            t = time.perf_counter()
+            proposal = self.algorithm.propose()
+            self.controller_seconds += time.perf_counter() - t
+            child = _Child.of(proposal, resampled, self.num_blocks)
+            if child.hash not in self.seen:
+                self.seen.add(child.hash)
+                self.pending[self.next_child] = child
+                self.next_child += 1
+                return self.next_child - 1
+        self.notes.append(
+            f"the {self.config.algo} search drew {MAX_DRAWS} cells in a row that it had trained already: it has "
+            f"converged; stopped at {self.counted} children"
+        )
+        return None
 
     def job(self, child: int) -> Job:
-        return Job(child, self.genotype(child), derive_seed(self.config.seed, child))
+        return Job(child, self.pending[child].genotype, derive_seed(self.config.seed, child))
 
-    def finish(self, outcome: Outcome, elapsed: float, cached: bool = False) -> dict[str, Any]:
+    def finish(self, outcome: Outcome, elapsed: float) -> dict[str, Any]:
         """Journal a finished child (durably, first), then let the algorithm observe it."""
-        genotype = self.genotype(outcome.id)
-        proposal = self.pending.pop(outcome.id)
-        del self._genotypes[outcome.id]
+        child = self.pending.pop(outcome.id)
         record = {
             "child": outcome.id,
-            "hash": canonical_hash(genotype),
+            "hash": child.hash,
             "reward": outcome.reward,
             "error": outcome.error,
-            "cached": cached,
+            "resampled": child.resampled,
             "seconds": round(outcome.seconds, 3),
             "worker": outcome.worker,
-            "policy_version": proposal.policy_version,
-            "log_prob": proposal.log_prob,
+            "policy_version": child.proposal.policy_version,
+            "log_prob": child.proposal.log_prob,
             "elapsed": round(elapsed, 3),
-            "actions": list(proposal.actions),
-            "genotype": genotype.to_dict(),
+            "actions": list(child.proposal.actions),
+            "genotype": child.genotype.to_dict(),
         }
-        if self.journal is not None:
-            self.journal.append(record)
+        if self.folder is not None:
+            self.folder.journal.append(record)
         self.records.append(record)
-        self._observe(proposal, record)
-        if outcome.reward is not None:
-            self.cache.setdefault(record["hash"], outcome.reward)
+        self._observe(child.proposal, record)
         return record
 
     def _observe(self, proposal: Proposal, record: dict[str, Any]) -> None:
         t = time.perf_counter()
-        self.algorithm.observe(proposal, FAILED_REWARD if record["reward"] is None else record["reward"])
+        self.algorithm.observe(proposal, record["reward"])
         self.controller_seconds += time.perf_counter() - t
 
 
-def _make_evaluator(backend: str, task: Task, workers: int, ray_address: str | None, gpus: float) -> Evaluator:
+def make_run_evaluator(backend: str, task: Task, workers: int, ray_address: str | None, gpus: float) -> Evaluator:
     options = {"address": ray_address, "gpus": gpus} if backend == "ray" else {}
     return make_evaluator(backend, task, workers, **options)
 
@@ -317,19 +328,31 @@ def _make_evaluator(backend: str, task: Task, workers: int, ray_address: str | N
 def run_search(
     config: SearchConfig, evaluator: Evaluator | None = None, progress: bool = False, num_blocks: int = NUM_BLOCKS
 ) -> SearchResult:
-    """Run (or resume) one search; see the module docstring. ``evaluator`` replaces the configured backend."""
+    """Run (or resume) one search of ``budget`` children trained; see the module docstring. ``evaluator``
+    replaces the configured backend. A second process on the same run folder gets `RunError` naming this one."""
     preset, task, budget, workers, backend = config.resolved()
     run = _Run(config, preset, task, num_blocks)
-    run.open()
-    owned = evaluator is None
-    if evaluator is None:
-        evaluator = _make_evaluator(backend, task, workers, config.ray_address, config.gpus_per_child)
-    deadline = None if config.max_minutes is None else config.max_minutes * 60
+    if config.resume and run.folder is not None and not run.folder.path.is_dir():
+        raise RunError(f"nothing to resume: {run.folder.path} does not exist; run without --resume first")
+    with locked(run.folder):
+        run.open()
+        owned = evaluator is None
+        if evaluator is None:
+            evaluator = make_run_evaluator(backend, task, workers, config.ray_address, config.gpus_per_child)
+        result = _loop(run, budget, evaluator, owned, progress)
+        if run.folder is not None:
+            report.write_outputs(run.folder.path.parent, preset.top_k)
+    return result
+
+
+def _loop(run: _Run, budget: int, evaluator: Evaluator, owned: bool, progress: bool) -> SearchResult:
+    deadline = None if run.config.max_minutes is None else run.config.max_minutes * 60
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=budget, initial=len(run.records), desc=f"{config.algo} on {config.preset}", unit="child")
+        bar = tqdm(total=budget, initial=len(run.records), desc=f"{run.config.algo} on {run.config.preset}",
+                   unit="child")  # fmt: skip
     best = max((r["reward"] for r in run.records if r["reward"] is not None), default=float("-inf"))
 
     def finished(record: dict[str, Any]) -> None:
@@ -343,26 +366,25 @@ def run_search(
     start = time.perf_counter()
     controller_before = run.controller_seconds
     elapsed = lambda: run.elapsed + time.perf_counter() - start  # noqa: E731
-    try:
+    converged = False
+    try:  # KeyboardInterrupt included: the checkpoint on disk holds every child in flight; --resume re-queues them
         for child in sorted(run.pending):  # in flight when the last session ended: re-queue
             evaluator.submit(run.job(child))
         while True:
             out_of_time = deadline is not None and elapsed() >= deadline
             new = []
-            while len(run.pending) < evaluator.capacity and run.proposed < budget and not out_of_time:
-                new.append(run.propose())
+            while not (converged or out_of_time) and len(run.pending) < evaluator.capacity and run.counted < budget:
+                child = run.propose()
+                if child is None:
+                    converged = True
+                else:
+                    new.append(child)
             if new:
                 run.checkpoint(elapsed())  # before submitting: every submitted child is on disk
             for child in new:
-                cached = run.cache.get(canonical_hash(run.genotype(child)))
-                if cached is None:
-                    evaluator.submit(run.job(child))
-                else:
-                    finished(run.finish(Outcome(child, cached, None, 0.0, "cache"), elapsed(), cached=True))
+                evaluator.submit(run.job(child))
             if not run.pending:
-                if run.proposed >= budget or out_of_time:
-                    break
-                continue  # every new child came from the cache: propose more
+                break
             if out_of_time:
                 for child in run.pending:  # they stay in flight on disk; --resume re-queues them
                     evaluator.cancel(child)
@@ -377,78 +399,5 @@ def run_search(
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - start
-    if run.dir is not None:
-        report.write_outputs(run.dir.parent, preset.top_k)
-    return SearchResult(run.records, wall, run.controller_seconds - controller_before, run.dir)
-
-
-# --- retrain --------------------------------------------------------------------------------------------------
-RETRAIN = "retrain.jsonl"
-
-
-def retrain(
-    out: Path,
-    top_k: int | None = None,
-    epochs: int | None = None,
-    workers: int | None = None,
-    backend: str | None = None,
-    seed: int = 0,
-    progress: bool = False,
-    data_dir: str | None = None,
-    ray_address: str | None = None,
-    gpus_per_child: float = 0.0,
-) -> list[dict[str, Any]]:
-    """Train the ``top_k`` best distinct children of every run in ``out`` for ``epochs`` and pick the final cell.
-
-    The paper trained its top 250 to convergence. Results go to ``out/retrain.jsonl`` (a child already
-    retrained there with the same epochs is not trained again) and the winner to ``out/final.json``.
-    ``data_dir`` points a cifar10 search at its data on this machine; the evaluator is chosen as in
-    `run_search`. Returns the rows, best first.
-    """
-    out = Path(out)
-    metas = [json.loads(p.read_text()) for p in sorted(out.glob(f"*/{RUN}"))]
-    if not metas:
-        raise FileNotFoundError(f"no search runs under {out}; run `nasnet-zoo search --out {out}` first")
-    tasks = {json.dumps(_comparable(m)["task"], sort_keys=True) for m in metas}
-    if len(tasks) != 1:
-        raise ValueError(f"the runs under {out} trained children on different tasks; retrain one task at a time")
-    preset = PRESETS[metas[0]["preset"]]
-    epochs = epochs or preset.retrain_epochs
-    task = task_from_dict(metas[0]["task"]).longer(epochs)
-    if data_dir is not None:
-        task = dataclasses.replace(task, data_dir=data_dir)
-    candidates = report.top_k(report.load_runs(out), top_k or preset.top_k)
-    log = out / RETRAIN
-    done = {(r["hash"], r["epochs"]): r for r in report.read_journal(log)}
-    todo = [c for c in candidates if (c["hash"], epochs) not in done]
-    if todo:
-        backend, workers = backend or preset.backend, workers or preset.workers
-        evaluator = _make_evaluator(backend, task, workers, ray_address, gpus_per_child)
-        journal = _Journal(log)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(todo), desc=f"retrain {epochs} epochs", unit="child")
-
-        def finished(o: Outcome) -> None:
-            c = todo[o.id]
-            row = {"hash": c["hash"], "run": c["run"], "search_reward": c["reward"], "epochs": epochs,
-                   "reward": o.reward, "error": o.error, "seconds": round(o.seconds, 3),
-                   "genotype": c["genotype"]}  # fmt: skip
-            journal.append(row)
-            done[(c["hash"], epochs)] = row
-            if bar is not None:
-                bar.update(1)
-
-        try:
-            run_all(evaluator, [Job(i, Genotype.from_dict(c["genotype"]), seed) for i, c in enumerate(todo)], finished)
-        finally:
-            evaluator.close()
-            if bar is not None:
-                bar.close()
-    rows = [done[(c["hash"], epochs)] for c in candidates]
-    rows.sort(key=lambda r: -1.0 if r["reward"] is None else -r["reward"])
-    if rows and rows[0]["reward"] is not None:
-        Genotype.from_dict(rows[0]["genotype"]).save(out / "final.json")
-    return rows
+    dir = None if run.folder is None else run.folder.path
+    return SearchResult(run.records, wall, run.controller_seconds - controller_before, dir, run.notes)

@@ -9,6 +9,18 @@ Children finish out of order, each sampled by whatever policy was current when a
 child carries the log-probability of its sequence under *that* policy (`space.Proposal.log_prob`), and PPO's
 ratio compares the current policy against it. Each reward is compared with the baseline as it stands when
 the reward arrives, then folded into it.
+
+A child that could not be trained (``reward=None``: an exception, a NaN, out of memory) has no accuracy to
+fold into the baseline, and inventing one (0) would drag the baseline down and make every later child look
+good. It still teaches the policy that its sequence wastes budget: it joins the batch with the advantage of
+the worst child trained so far (``worst - baseline``, never positive, and no larger than the rewards' own
+spread, so one failure cannot dominate an update); before any child is trained it gets advantage 0.
+
+The search loop never shows the policy a cell it has trained already (it draws again), so no sequence is
+reinforced twice with one noisy reward. The policy is then trained on the cells it discovers, a sampling
+without replacement. PPO's ratio uses the probabilities stored at sampling; those of sampling among untrained
+cells differ from them by one factor for all of a policy's children (its mass on untrained cells), which
+stays close to 1 until the policy concentrates on cells it has trained.
 """
 
 from __future__ import annotations
@@ -55,6 +67,7 @@ class PolicyGradient:
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=config.lr)
         self.generator = torch.Generator().manual_seed(seed)
         self.baseline: float | None = None
+        self.worst: float | None = None  # the lowest reward observed: what a failed child's advantage is set from
         self.buffer: list[tuple[tuple[int, ...], float, float]] = []  # (actions, old log-prob, advantage)
         self.drawn: list[tuple[tuple[int, ...], float]] = []  # sampled from the current policy, not yet proposed
         self.version = 0  # number of updates so far
@@ -67,17 +80,26 @@ class PolicyGradient:
         actions, log_prob = self.drawn.pop(0)
         return Proposal(actions, log_prob, self.version)
 
-    def observe(self, proposal: Proposal, reward: float) -> None:
-        """Take one finished child's reward; update the policy once `batch_size` of them have arrived."""
-        if self.baseline is None:
-            self.baseline = reward
-        advantage = reward - self.baseline
-        d = self.config.baseline_decay
-        self.baseline = d * self.baseline + (1 - d) * reward
+    def observe(self, proposal: Proposal, reward: float | None) -> None:
+        """Take one finished child's reward (None: it failed); update the policy once `batch_size` have arrived."""
+        if reward is None:
+            advantage = 0.0 if self.baseline is None else min(self.worst - self.baseline, 0.0)
+        else:
+            if self.baseline is None:
+                self.baseline = reward
+            advantage = reward - self.baseline
+            d = self.config.baseline_decay
+            self.baseline = d * self.baseline + (1 - d) * reward
+            self.worst = reward if self.worst is None else min(self.worst, reward)
         self.buffer.append((tuple(proposal.actions), proposal.log_prob, advantage))
         if len(self.buffer) >= self.config.batch_size:
             with torch_threads(1):
                 self._update()
+
+    def reseed(self, seed: int) -> None:
+        """Draw the next children from a new random stream (a run rebuilt from its journal)."""
+        self.generator.manual_seed(seed)
+        self.drawn = []
 
     def _update(self) -> None:
         c = self.config
@@ -109,6 +131,7 @@ class PolicyGradient:
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "generator": self.generator.get_state(),
             "baseline": self.baseline,
+            "worst": self.worst,
             "buffer": [[list(a), lp, adv] for a, lp, adv in self.buffer],
             "drawn": [[list(a), lp] for a, lp in self.drawn],
             "version": self.version,
@@ -119,6 +142,7 @@ class PolicyGradient:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.baseline = state["baseline"]
+        self.worst = state["worst"]
         self.buffer = [(tuple(a), lp, adv) for a, lp, adv in state["buffer"]]
         self.drawn = [(tuple(a), lp) for a, lp in state["drawn"]]
         self.version = state["version"]

@@ -5,9 +5,12 @@
 * ``best.json``: the best child's genotype (`Genotype.load` reads it; the zoo's builders build it),
 * ``topk.json``: the k best distinct children (hash, reward, run, genotype),
 * ``search.png``: reward against children for every run, coloured by algorithm (best so far, moving mean),
-* ``summary.md``: one row per run (children, failures, cache hits, best, top-5 mean, speed).
+* ``summary.md``: one row per run (children, failures, draws of cells trained already, best, top-5 mean, speed).
 
-Rewards are search-time proxy accuracies; `loop.retrain` trains the top-k longer to pick the final cell.
+A run's journal holds each cell once (the loop never trains a cell twice), and the top-k merges runs by
+canonical hash, so every count and ranking here is over distinct cells; failed children (reward ``null``)
+count as children but never as rewards. Rewards are search-time proxy accuracies; `retrain` trains the top-k
+longer, picks the final cell on validation and reports it on the held-out test split.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from nasnet_zoo.errors import RunError
 from nasnet_zoo.files import atomic_write
 from nasnet_zoo.genotype import Genotype
 from nasnet_zoo.table import format_table
@@ -26,20 +30,20 @@ JOURNAL = "journal.jsonl"
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
-    """The complete lines of a journal; a last line torn by a crash mid-write is cut off the file."""
-    if not path.exists():
-        return []
-    raw = path.read_bytes()
-    good = raw[: raw.rfind(b"\n") + 1]
+    """The complete lines of a journal (a last line torn by a crash mid-write is not a finished child). Never
+    writes: reports read the journals of runs that may be running."""
+    raw = path.read_bytes() if path.exists() else b""
+    return parse_journal(raw[: raw.rfind(b"\n") + 1], path)
+
+
+def parse_journal(data: bytes, path: Path) -> list[dict[str, Any]]:
     records = []
-    for n, line in enumerate(good.splitlines(), 1):
+    for n, line in enumerate(data.splitlines(), 1):
         try:
             records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n} is not a JSON line ({e}); the journal is damaged") from None
-    if len(good) != len(raw):
-        with path.open("r+b") as f:
-            f.truncate(len(good))
+        except (ValueError, UnicodeDecodeError) as e:
+            why = f"{path}:{n} is not a JSON line ({e})"
+            raise RunError(f"{why}; the journal is damaged: restore it from a backup") from None
     return records
 
 
@@ -69,7 +73,7 @@ def summary_rows(runs: dict[str, list[dict[str, Any]]]) -> list[tuple[Any, ...]]
                 name,
                 len(records),
                 sum(r["error"] is not None for r in records),
-                sum(r["cached"] for r in records),
+                sum(r["resampled"] for r in records),
                 f"{rewards.max():.4f}" if len(rewards) else "-",
                 f"{top5:.4f}",
                 f"{rewards[-max(1, len(rewards) // 5) :].mean():.4f}" if len(rewards) else "-",
@@ -80,7 +84,8 @@ def summary_rows(runs: dict[str, list[dict[str, Any]]]) -> list[tuple[Any, ...]]
     return rows
 
 
-SUMMARY_HEADERS = ["run", "children", "failed", "cached", "best", "top-5 mean", "last 20% mean", "minutes", "per min"]
+SUMMARY_HEADERS = ["run", "children", "failed", "resampled", "best", "top-5 mean", "last 20% mean", "minutes",
+                   "per min"]  # fmt: skip
 
 
 def plot(runs: dict[str, list[dict[str, Any]]], path: Path) -> Path:
@@ -101,12 +106,13 @@ def plot(runs: dict[str, list[dict[str, Any]]], path: Path) -> Path:
         x = np.arange(1, len(reward) + 1)
         label = algo if algo not in {lbl.get_label() for lbl in left.lines} else None
         left.plot(x, np.fmax.accumulate(np.nan_to_num(reward, nan=-np.inf)), color=color, label=label, lw=1.2)
-        window = min(50, len(reward))
-        filled = np.nan_to_num(reward, nan=0.0)
-        moving = np.convolve(filled, np.ones(window) / window, mode="valid")
-        right.plot(x[window - 1 :], moving, color=color, lw=1.0, alpha=0.8)
+        window, ok = min(50, len(reward)), ~np.isnan(reward)
+        sums = np.convolve(np.where(ok, reward, 0.0), np.ones(window), mode="valid")
+        counts = np.convolve(ok.astype(float), np.ones(window), mode="valid")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            right.plot(x[window - 1 :], sums / counts, color=color, lw=1.0, alpha=0.8)
     left.set(xlabel="children", ylabel="reward (search proxy)", title="best so far")
-    right.set(xlabel="children", title="mean of the last 50 children (failures count 0)")
+    right.set(xlabel="children", title="mean of the last 50 children (failed ones left out)")
     left.legend()
     for ax in (left, right):
         ax.grid(alpha=0.3)

@@ -100,16 +100,56 @@ def random_genotype(seed: int | None = None, num_blocks: int = NUM_BLOCKS) -> Ge
 
 
 def canonical_hash(genotype: Genotype) -> str:
-    """A 16-hex id equal for genotypes that differ only in the order of an ``add`` block's two branches."""
-
-    def canon(cell: Cell) -> dict:
-        blocks = []
-        for b in cell.blocks:
-            branches = list(zip(b.inputs, b.ops, strict=True))
-            if b.combine == "add":
-                branches.sort()
-            blocks.append([branches, b.combine])
-        return {"blocks": blocks, "concat": list(cell.concat)}
-
-    text = json.dumps([canon(genotype.normal), canon(genotype.reduction)], sort_keys=True)
+    """A 16-hex id, equal exactly for genotypes that build the same network (see `canonical_cell`)."""
+    text = json.dumps([canonical_cell(genotype.normal), canonical_cell(genotype.reduction)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def canonical_cell(cell: Cell) -> tuple:
+    """The cell's blocks and output in a canonical order: equal for two cells iff they are the same network.
+
+    A cell is a graph, so these describe one network and are merged:
+
+    * blocks listed in another topological order, every input and the output list renumbered to match;
+    * the two branches of a block swapped, for ``add`` (it commutes) and for ``concat``;
+    * the output list in another order.
+
+    A block's ``concat`` and the cell's output order only permute channels, and every reader of a state either
+    acts on each channel alike without parameters (identity, pools, ReLU, drop path, ``add`` with another
+    tensor permuted alike) or reads it through learned weights whose initial distribution does not depend on
+    the channel order (1x1, depthwise and full convolutions, BN, the classifier). So a permutation is carried
+    through to the next learned layer and absorbed there: the two networks are one reparametrised, with the same
+    initial distribution and the same training dynamics. Everything else keeps cells apart: another op, input or
+    combine, and which states share a computation (two blocks alike in ops and inputs are still two blocks).
+
+    The form is the smallest, over every topological order of the blocks, of the renumbered blocks (branches
+    sorted) and the sorted output list; B = 5 blocks have at most 120 orders.
+    """
+    best = None
+    for order in _topological_orders(cell.blocks):
+        new = {s: s for s in range(NUM_INPUT_STATES)} | {NUM_INPUT_STATES + b: NUM_INPUT_STATES + k
+                                                          for k, b in enumerate(order)}  # fmt: skip
+        blocks = tuple(
+            (tuple(sorted((new[i], op) for i, op in zip(b.inputs, b.ops, strict=True))), b.combine)
+            for b in (cell.blocks[k] for k in order)
+        )
+        form = (blocks, tuple(sorted(new[s] for s in cell.concat)))
+        best = form if best is None or form < best else best
+    assert best is not None
+    return best
+
+
+def _topological_orders(blocks: tuple[Block, ...]) -> list[tuple[int, ...]]:
+    """Every order of the blocks in which each block comes after the blocks it reads."""
+    needs = [{i - NUM_INPUT_STATES for i in b.inputs if i >= NUM_INPUT_STATES} for b in blocks]
+    orders: list[tuple[int, ...]] = []
+
+    def extend(order: tuple[int, ...]) -> None:
+        if len(order) == len(blocks):
+            orders.append(order)
+        for b in range(len(blocks)):
+            if b not in order and needs[b] <= set(order):
+                extend((*order, b))
+
+    extend(())
+    return orders

@@ -70,6 +70,10 @@ class SyntheticTask:
         noise = np.random.default_rng([self.seed, seed]).normal(0.0, self.noise)
         return self.expected_reward(genotype) + float(noise)
 
+    def test_accuracy(self, genotype: Genotype, seed: int) -> float:
+        """The held-out split's score: the noise-free reward."""
+        return self.expected_reward(genotype)
+
     def longer(self, epochs: int) -> SyntheticTask:
         """What training longer does to a synthetic child: the noise goes away."""
         return dataclasses.replace(self, noise=0.0)

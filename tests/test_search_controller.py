@@ -94,6 +94,20 @@ def test_baseline_is_an_ema_of_rewards() -> None:
     assert [adv for _, _, adv in pg.buffer][1] == pytest.approx(0.7 - 0.5)
 
 
+@pytest.mark.parametrize("method", ["ppo", "reinforce"])
+def test_a_failed_child_is_penalised_without_moving_the_baseline(method: str) -> None:
+    pg = PolicyGradient(PolicyConfig(method=method), seed=0)
+    pg.observe(pg.propose(), None)  # nothing trained yet: nothing to compare with
+    assert pg.baseline is None and pg.buffer[-1][2] == 0.0
+    for r in (0.6, 0.5, 0.8):
+        pg.observe(pg.propose(), r)
+    baseline = pg.baseline
+    pg.observe(pg.propose(), None)
+    assert pg.baseline == baseline  # a failure is not a reward of 0
+    assert pg.buffer[-1][2] == pytest.approx(0.5 - baseline)  # the advantage of the worst child trained so far
+    assert len(pg.buffer) == 5  # it counts towards the batch of 20
+
+
 def test_ppo_uses_the_log_prob_stored_at_sampling() -> None:
     """A child sampled before an update keeps its old log-probability (rewards arrive asynchronously)."""
     pg = PolicyGradient(PolicyConfig(lr=0.01), seed=0)
@@ -112,7 +126,7 @@ def test_ppo_uses_the_log_prob_stored_at_sampling() -> None:
 def test_state_dict_round_trip_continues_identically(make: object) -> None:
     a = make()
     for i in range(27):
-        a.observe(a.propose(), i / 27)
+        a.observe(a.propose(), None if i % 5 == 3 else i / 27)
     b = make()
     b.load_state_dict(a.state_dict())
     for i in range(30):
@@ -133,3 +147,20 @@ def test_evolution_mutates_one_decision_of_a_tournament_winner() -> None:
     decode(list(child.actions))
     evo.observe(Proposal(child.actions), 10.0)
     assert len(evo.population) == 4 and evo.population[0][0] == first[1].actions  # the oldest aged out
+
+
+def test_evolution_keeps_failed_children_out_of_the_population() -> None:
+    evo = RegularizedEvolution(0, population=3, sample=3)
+    first = [evo.propose() for _ in range(3)]
+    for p, reward in zip(first, (0.5, None, 0.7), strict=True):
+        evo.observe(p, reward)
+    assert [a for a, _ in evo.population] == [first[0].actions, first[2].actions]
+    child = evo.propose()  # two members of three: still random, not a mutation of one of them
+
+    def distance(x: tuple[int, ...], y: tuple[int, ...]) -> int:
+        return sum(a != b for a, b in zip(x, y, strict=True))
+
+    assert min(distance(child.actions, a) for a, _ in evo.population) > 1
+    evo.observe(child, 0.1)
+    mutant = evo.propose()  # full: the best of the tournament, mutated once
+    assert distance(mutant.actions, first[2].actions) == 1

@@ -1,4 +1,5 @@
-"""The process evaluator's edges: a worker that dies while idle, cancelling a running child (search/evaluators.py)."""
+"""The process evaluator's edges: a worker that dies while idle, cancelling a running child, Ctrl-C
+(search/evaluators.py)."""
 
 from __future__ import annotations
 
@@ -42,5 +43,10 @@ def test_idle_death_and_cancel() -> None:
         [after] = _wait(evaluator)
         assert after.id == 4 and after.error is None
         assert evaluator.wait_any(0.5) == []  # nothing comes back for the cancelled child
+        # Ctrl-C reaches the workers too (a terminal signals its whole process group): they leave it to the parent
+        evaluator.submit(Job(5, g, 5))
+        os.kill(int(after.worker.split(":")[1]), signal.SIGINT)
+        [interrupted] = _wait(evaluator)
+        assert interrupted.id == 5 and interrupted.error is None and interrupted.worker == after.worker
     finally:
         evaluator.close()

@@ -1,4 +1,5 @@
-"""The search loop (search/loop.py): journal, crash and resume, failing children, cache, budgets, outputs."""
+"""The search loop (search/loop.py): journal, crash and resume, duplicates, failing children, budgets, outputs,
+retrain (search/retrain.py)."""
 
 from __future__ import annotations
 
@@ -14,19 +15,21 @@ from typing import Any
 
 import pytest
 import torch
-from nasnet_zoo.search import loop
+from nasnet_zoo.search import loop, runfolder
 from nasnet_zoo.search.evaluators import SerialEvaluator
-from nasnet_zoo.search.loop import PRESETS, SearchConfig, retrain, run_search
+from nasnet_zoo.search.loop import PRESETS, SearchConfig, run_search
 from nasnet_zoo.search.report import read_journal
-from nasnet_zoo.search.space import canonical_hash, decode
+from nasnet_zoo.search.retrain import retrain
+from nasnet_zoo.search.space import Proposal, canonical_hash, decode, encode, random_genotype
 from nasnet_zoo.search.tasks import Cifar10Task, SyntheticTask
 
 import nasnet_zoo
-from nasnet_zoo.genotype import Genotype
+from nasnet_zoo.errors import RunError
+from nasnet_zoo.genotype import Block, Cell, Genotype
 
-FIELDS = {"child", "hash", "reward", "error", "cached", "seconds", "worker", "policy_version", "log_prob", "elapsed",
+FIELDS = {"child", "hash", "reward", "error", "resampled", "seconds", "worker", "policy_version", "log_prob", "elapsed",
           "actions", "genotype"}  # fmt: skip
-SAME = ["child", "hash", "reward", "error", "cached", "policy_version", "log_prob", "actions"]  # not timings
+SAME = ["child", "hash", "reward", "error", "resampled", "policy_version", "log_prob", "actions"]  # not timings
 
 
 def _journal(out: Path, run: str = "ppo-seed0") -> list[dict[str, Any]]:
@@ -59,7 +62,7 @@ def test_journal_lines(tmp_path: Path) -> None:
     for i, line in enumerate(lines):
         r = json.loads(line)
         assert set(r) == FIELDS
-        assert r["child"] == i and r["error"] is None and not r["cached"]
+        assert r["child"] == i and r["error"] is None and r["resampled"] == 0
         g = Genotype.from_dict(r["genotype"])
         assert decode(r["actions"]) == g and canonical_hash(g) == r["hash"]
         assert r["reward"] == pytest.approx(SyntheticTask().reward(g, i))  # the child's seed is its id
@@ -73,7 +76,9 @@ class Crash(BaseException):
     """Stands in for kill -9 at one precise moment (BaseException: no handler in the loop catches it)."""
 
 
-def _crash_on_call(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, n: int, before: Any = None) -> None:
+def _crash_on_call(
+    monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, n: int, before: Any = None, error: type = Crash
+) -> None:
     original, calls = getattr(owner, name), []
 
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -81,7 +86,7 @@ def _crash_on_call(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, n: in
         if len(calls) == n:
             if before is not None:
                 before(self, *args)
-            raise Crash(f"{name} #{n}")
+            raise error(f"{name} #{n}")
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(owner, name, wrapper)
@@ -100,7 +105,7 @@ def _torn_write(journal: Any, record: dict[str, Any]) -> None:  # killed in the 
 @pytest.mark.parametrize(
     "where",
     ["after a journal line, before the update", "mid-line", "after the checkpoint, before submitting",
-     "while children train"],
+     "while children train", "Ctrl-C while children train"],
 )  # fmt: skip
 @pytest.mark.parametrize("algo", ["ppo", "evolution"])
 def test_crash_at_any_moment_then_resume_equals_an_uninterrupted_run(
@@ -110,14 +115,16 @@ def test_crash_at_any_moment_then_resume_equals_an_uninterrupted_run(
     reference = run_search(SearchConfig(**config)).records  # in memory, never interrupted
     with monkeypatch.context() as m:
         if where.startswith("after a journal line"):
-            _crash_on_call(m, loop._Journal, "append", 20, before=_write_then_crash)  # the 20th triggers PPO
+            _crash_on_call(m, runfolder.Journal, "append", 20, before=_write_then_crash)  # the 20th triggers PPO
         elif where == "mid-line":
-            _crash_on_call(m, loop._Journal, "append", 31, before=_torn_write)
+            _crash_on_call(m, runfolder.Journal, "append", 31, before=_torn_write)
         elif where.startswith("after the checkpoint"):
             _crash_on_call(m, SerialEvaluator, "submit", 25)
+        elif where.startswith("Ctrl-C"):
+            _crash_on_call(m, SerialEvaluator, "wait_any", 23, error=KeyboardInterrupt)
         else:
             _crash_on_call(m, SerialEvaluator, "wait_any", 17)
-        with pytest.raises(Crash):
+        with pytest.raises(KeyboardInterrupt if where.startswith("Ctrl-C") else Crash):
             run_search(SearchConfig(**config, out=tmp_path))
     run = f"{algo}-seed0"
     crashed = _journal(tmp_path, run)
@@ -128,12 +135,13 @@ def test_crash_at_any_moment_then_resume_equals_an_uninterrupted_run(
 
 
 def test_resume_refuses_what_it_cannot_do(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+    with pytest.raises(RunError, match="nothing to resume"):
         run_search(SearchConfig(preset="synthetic", budget=5, out=tmp_path, resume=True))
+    assert not (tmp_path / "ppo-seed0").exists()
     run_search(SearchConfig(preset="synthetic", budget=5, out=tmp_path))
-    with pytest.raises(FileExistsError, match="already holds a search; pass --resume"):
+    with pytest.raises(RunError, match="already holds a search; pass --resume"):
         run_search(SearchConfig(preset="synthetic", budget=5, out=tmp_path))
-    with pytest.raises(ValueError, match="holds another search"):
+    with pytest.raises(RunError, match="holds another search"):
         run_search(SearchConfig(preset="synthetic", budget=9, out=tmp_path, resume=True, task=SyntheticTask(seed=1)))
     more = run_search(SearchConfig(preset="synthetic", budget=9, out=tmp_path, resume=True))
     assert [r["child"] for r in more.records] == list(range(9))
@@ -157,28 +165,72 @@ _EVALUATIONS: list[int] = []
 
 @dataclass(frozen=True)
 class Counting:
-    """Synthetic over a tiny corner of the space (so children repeat), counting real evaluations."""
+    """Synthetic, counting real evaluations."""
 
     def reward(self, genotype: Genotype, seed: int) -> float:
         _EVALUATIONS.append(seed)
         return SyntheticTask(noise=0.0).reward(genotype, seed)
 
 
-def test_reward_cache_by_canonical_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+class Scripted:
+    """An algorithm that proposes the given genotypes in turn, over and over, and records what it observes."""
+
+    version = 0
+
+    def __init__(self, genotypes: list[Genotype]) -> None:
+        self.actions = [tuple(encode(g)) for g in genotypes]
+        self.drawn = 0
+        self.observed: list[tuple[tuple[int, ...], float | None]] = []
+
+    def propose(self) -> Proposal:
+        self.drawn += 1
+        return Proposal(self.actions[(self.drawn - 1) % len(self.actions)])
+
+    def observe(self, proposal: Proposal, reward: float | None) -> None:
+        self.observed.append((proposal.actions, reward))
+
+    def reseed(self, seed: int) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"drawn": self.drawn}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.drawn = state["drawn"]
+
+
+def _swap_add(g: Genotype) -> Genotype:
+    """The same network: every block's two branches swapped."""
+    blocks = tuple(Block(b.inputs[::-1], b.ops[::-1], b.combine) for b in g.normal.blocks)
+    return Genotype(Cell(blocks, g.normal.concat), g.reduction)
+
+
+def test_a_cell_trained_already_is_drawn_again_never_trained_or_observed_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b, c = (decode(encode(random_genotype(s))) for s in range(3))
+    script = Scripted([a, a, b, _swap_add(a), a, c])
+    monkeypatch.setattr(loop, "make_algorithm", lambda *args: script)
+    _EVALUATIONS.clear()
+    result = run_search(SearchConfig(preset="synthetic", budget=3), SerialEvaluator(Counting()))
+    assert [r["hash"] for r in result.records] == [canonical_hash(g) for g in (a, b, c)]  # the budget: 3 trained
+    assert [r["resampled"] for r in result.records] == [0, 1, 2]
+    assert len(_EVALUATIONS) == 3 and script.drawn == 6
+    assert script.observed == [(tuple(r["actions"]), r["reward"]) for r in result.records]  # each once
+
+    script = Scripted([a, _swap_add(a)])  # an algorithm that can only propose one network: it has converged
+    monkeypatch.setattr(loop, "make_algorithm", lambda *args: script)
+    result = run_search(SearchConfig(preset="synthetic", budget=3), SerialEvaluator(Counting()))
+    assert len(result.records) == 1 and script.drawn == 1 + loop.MAX_DRAWS
+    [note] = result.notes
+    assert "drew 1000 cells in a row that it had trained already: it has converged; stopped at 1 children" in note
+
+
+def test_evolution_never_trains_a_cell_twice() -> None:
     _EVALUATIONS.clear()
     result = run_search(SearchConfig(preset="synthetic", algo="evolution", budget=300), SerialEvaluator(Counting()))
     records = result.records
-    assert [r["child"] for r in records] == list(range(300))  # cache hits count towards the budget
-    hits = [r for r in records if r["cached"]]
-    assert hits, "regularized evolution revisits children; some must come from the cache"
-    assert len(_EVALUATIONS) == len(records) - len(hits)
-    first = {}
-    for r in records:
-        first.setdefault(r["hash"], r)
-    for r in hits:
-        assert r["reward"] == first[r["hash"]]["reward"] and r["child"] > first[r["hash"]]["child"]
-        assert r["worker"] == "cache" and r["seconds"] == 0.0
-    assert len({r["hash"] for r in records if not r["cached"]}) == len(records) - len(hits)
+    assert [r["child"] for r in records] == list(range(300)) and len(_EVALUATIONS) == 300
+    assert len({r["hash"] for r in records}) == 300
+    assert sum(r["resampled"] for r in records) > 0, "mutations revisit cells; those must have been drawn again"
 
 
 @dataclass(frozen=True)
@@ -215,10 +267,69 @@ def test_failing_children_are_journaled_and_the_search_goes_on(tmp_path: Path) -
     assert errors[8] == "the worker process died (killed by signal 9); out of memory?"
     assert all(records[i]["reward"] is None for i, r in enumerate(records) if r["child"] in errors)
     state = torch.load(tmp_path / "evolution-seed0" / "state.pt", weights_only=True)
-    rewards = [r for _, r in state["algorithm"]["population"]]
-    assert rewards.count(loop.FAILED_REWARD) == 4  # the algorithm saw each failure as reward 0
+    members = [a for a, _ in state["algorithm"]["population"]]  # a failed child has no fitness: not a member
+    assert members == [r["actions"] for r in records if r["reward"] is not None]
     workers = {r["worker"] for r in records}
     assert len(workers) == 3  # two workers, one of them replaced after it was killed
+
+
+def test_a_failed_child_does_not_move_the_baseline(tmp_path: Path) -> None:
+    failures = ((1, "raise"), (2, "nan"), (5, "oom"), (13, "raise"), (24, "nan"))
+    records = run_search(SearchConfig(preset="synthetic", budget=30, out=tmp_path, task=Flaky(failures))).records
+    assert [r["child"] for r in records if r["error"] is not None] == [1, 2, 5, 13, 24]
+    baseline, worst, advantage = None, None, {}  # what PPO must have computed, from the trained children only
+    for r in records:
+        if r["reward"] is None:
+            advantage[r["child"]] = worst - baseline
+            continue
+        baseline = r["reward"] if baseline is None else 0.95 * baseline + 0.05 * r["reward"]
+        worst = r["reward"] if worst is None else min(worst, r["reward"])
+    ppo = torch.load(tmp_path / "ppo-seed0" / "state.pt", weights_only=True)["algorithm"]
+    assert ppo["baseline"] == pytest.approx(baseline) and ppo["version"] == 1
+    # the batch after the first update holds children 20..29; failed child 24 is penalised as the worst so far
+    assert [a for a, _, _ in ppo["buffer"]] == [r["actions"] for r in records[20:]]
+    assert ppo["buffer"][4][2] == pytest.approx(advantage[24]) and advantage[24] < 0
+
+
+_test_reads: list[str] = []
+
+
+@dataclass(frozen=True)
+class Misleading:
+    """Synthetic, except that its held-out test split ranks cells the other way round from validation."""
+
+    def reward(self, genotype: Genotype, seed: int) -> float:
+        return SyntheticTask(noise=0.0).reward(genotype, seed)
+
+    def test_accuracy(self, genotype: Genotype, seed: int) -> float:
+        _test_reads.append(canonical_hash(genotype))
+        return 1.0 - SyntheticTask().expected_reward(genotype)
+
+    def longer(self, epochs: int) -> Misleading:
+        return self
+
+
+def test_retrain_chooses_on_validation_then_tests_only_the_final_cell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(loop.TASKS, "Misleading", Misleading)
+    _test_reads.clear()
+    run_search(SearchConfig(preset="synthetic", algo="random", budget=30, out=tmp_path, task=Misleading()))
+    assert _test_reads == []  # the search never reads the test split
+    rows = retrain(tmp_path, top_k=5)
+    validation = [r["reward"] for r in rows]
+    assert validation == sorted(validation, reverse=True) and len(set(validation)) == 5
+    assert _test_reads == [rows[0]["hash"]]  # read once, for the cell chosen on validation (the worst on test)
+    assert rows[0]["test"] == pytest.approx(1.0 - validation[0]) and all(r["test"] is None for r in rows[1:])
+    assert Genotype.load(tmp_path / "final.json") == Genotype.from_dict(rows[0]["genotype"])
+    lines = read_journal(tmp_path / "retrain.jsonl")
+    assert [line["split"] for line in lines] == ["validation"] * 5 + ["test"]
+    assert retrain(tmp_path, top_k=5) == rows and len(_test_reads) == 1  # read back, nothing trained or tested again
+    with (tmp_path / "retrain.jsonl").open("a") as f:
+        f.write('{"hash": "torn by a cra')  # a retrain killed mid-line
+    assert len(retrain(tmp_path, top_k=6)) == 6
+    assert [line["split"] for line in read_journal(tmp_path / "retrain.jsonl")][6:] == ["validation"]
+    assert (tmp_path / "retrain.jsonl").read_text().endswith("}\n")
 
 
 # No `if __name__ == "__main__"` guard, on purpose: workers must never re-run the main script (multiprocessing's
@@ -281,7 +392,7 @@ def test_kill_9_then_resume_on_the_process_backend(tmp_path: Path) -> None:
     before = raw[: raw.rfind(b"\n") + 1].decode().splitlines()  # a line torn by the kill is not a finished child
     state = torch.load(tmp_path / "ppo-seed0" / "state.pt", weights_only=True)
     finished = [json.loads(line)["child"] for line in before]
-    in_flight = {c: actions for c, actions, _, _ in state["pending"] if c not in finished}
+    in_flight = {c: actions for c, actions, *_ in state["pending"] if c not in finished}
     assert 22 <= len(finished) < 40 and in_flight
     unseen = {json.loads(line)["child"] for line in before[state["journal_lines"] :]}  # replayed on resume
     assert unseen <= {c for c, *_ in state["pending"]}
@@ -321,5 +432,6 @@ def test_outputs_best_json_builds_with_the_zoo(tmp_path: Path) -> None:
     assert len(rows) == 4 and all(r["epochs"] == PRESETS["synthetic"].retrain_epochs for r in rows)
     truth = [SyntheticTask().expected_reward(Genotype.from_dict(r["genotype"])) for r in rows]
     assert [r["reward"] for r in rows] == pytest.approx(sorted(truth, reverse=True))  # longer = noise-free
+    assert rows[0]["test"] == pytest.approx(max(truth)) and all(r["test"] is None for r in rows[1:])
     assert Genotype.load(tmp_path / "final.json") == Genotype.from_dict(rows[0]["genotype"])
     assert retrain(tmp_path, top_k=4) == rows  # already retrained: read back, not trained again

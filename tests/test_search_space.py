@@ -52,28 +52,77 @@ def test_decode_rejects_bad_sequences() -> None:
         decode(bad)
 
 
-def _swap_branches(g: Genotype, cell: str, b: int) -> Genotype:
-    c = getattr(g, cell)
-    blocks = list(c.blocks)
+def _swap_branches(cell: Cell, b: int) -> Cell:
+    blocks = list(cell.blocks)
     x = blocks[b]
     blocks[b] = Block(x.inputs[::-1], x.ops[::-1], x.combine)
-    swapped = Cell(tuple(blocks), c.concat)
-    return Genotype(swapped, g.reduction) if cell == "normal" else Genotype(g.normal, swapped)
+    return Cell(tuple(blocks), cell.concat)
 
 
-def test_hash_treats_add_as_commutative_and_concat_as_ordered() -> None:
+def _reorder(cell: Cell, order: list[int]) -> Cell | None:
+    """The same blocks listed in ``order`` (order[k] = the old index of the k-th block), every input and the
+    output renumbered; None when ``order`` puts a block before one it reads."""
+    new = {0: 0, 1: 1} | {2 + b: 2 + k for k, b in enumerate(order)}
+    if any(i >= 2 and new[i] >= 2 + k for k, b in enumerate(order) for i in cell.blocks[b].inputs):
+        return None
+    blocks = [Block(tuple(new[i] for i in cell.blocks[b].inputs), cell.blocks[b].ops, cell.blocks[b].combine)
+              for b in order]  # fmt: skip
+    return Cell(tuple(blocks), tuple(new[s] for s in cell.concat))
+
+
+def _with(g: Genotype, normal: Cell) -> Genotype:
+    return Genotype(normal, g.reduction)
+
+
+def test_hash_merges_cells_that_are_the_same_network() -> None:
+    rng = random.Random(0)
+    reorders = 0
+    for seed in range(40):
+        g = random_genotype(seed)
+        h = canonical_hash(g)
+        for _ in range(10):  # blocks listed in another order, inputs and output renumbered
+            order = list(range(5))
+            rng.shuffle(order)
+            other = _reorder(g.normal, order)
+            if other is None or other == g.normal:
+                continue
+            reorders += 1
+            assert tuple(sorted(other.concat)) == Cell.unused_states(other.blocks)  # still the paper's rule
+            assert canonical_hash(_with(g, other)) == h
+        for b in range(5):  # either combine: swapping the branches only permutes channels (see canonical_cell)
+            assert canonical_hash(_with(g, _swap_branches(g.normal, b))) == h
+        concat = list(g.normal.concat)
+        rng.shuffle(concat)
+        assert canonical_hash(_with(g, Cell(g.normal.blocks, tuple(concat)))) == h
+    assert reorders > 50
+
+
+def _cell(*blocks: tuple[int, int, str, str, str], concat: tuple[int, ...]) -> Cell:
+    return Cell(tuple(Block((i, j), (a, b), c) for i, j, a, b, c in blocks), concat)
+
+
+def test_hash_keeps_different_networks_apart() -> None:
     g = random_genotype(3)
     h = canonical_hash(g)
     assert len(h) == 16 and canonical_hash(random_genotype(3)) == h
-    for cell in ("normal", "reduction"):
-        for b, block in enumerate(getattr(g, cell).blocks):
-            if block.inputs[0] == block.inputs[1] and block.ops[0] == block.ops[1]:
-                continue  # a symmetric block: swapping changes nothing
-            other = _swap_branches(g, cell, b)
-            assert other != g
-            assert (canonical_hash(other) == h) == (block.combine == "add")
-    hashes = {canonical_hash(random_genotype(s)) for s in range(300)}
-    assert len(hashes) == 300
+    assert len({canonical_hash(random_genotype(s)) for s in range(300)}) == 300
+    assert canonical_hash(Genotype(g.reduction, g.normal)) != h  # the cells' roles matter
+    first = g.normal.blocks[0]
+    for changed in (
+        Block(first.inputs, (OPS[(OPS.index(first.ops[0]) + 1) % 13], first.ops[1]), first.combine),
+        Block(first.inputs, first.ops, "concat" if first.combine == "add" else "add"),
+    ):
+        assert canonical_hash(_with(g, Cell((changed, *g.normal.blocks[1:]), g.normal.concat))) != h
+    # Two blocks alike in ops and inputs are two computations: a reader of the first is not a reader of the
+    # second (a tree of expressions would merge these two).
+    x = (0, 1, "sep_conv_3x3", "identity", "add")
+    shared = _cell(x, x, (2, 2, "conv_3x3", "avg_pool_3x3", "add"), concat=(3, 4))
+    separate = _cell(x, x, (2, 3, "conv_3x3", "avg_pool_3x3", "add"), concat=(3, 4))
+    assert canonical_hash(_with(g, shared)) != canonical_hash(_with(g, separate))
+    assert canonical_hash(_with(g, separate)) == canonical_hash(_with(g, _swap_branches(separate, 2)))
+    # the output list is a set of states, not an order-free count: another state is another network
+    assert canonical_hash(_with(g, _cell(x, x, x, concat=(2, 3, 4)))) != canonical_hash(
+        _with(g, _cell(x, x, x, concat=(1, 2, 3, 4))))  # fmt: skip
 
 
 def test_uniform_sampler_is_uniform() -> None:

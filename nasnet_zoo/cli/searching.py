@@ -29,7 +29,7 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
         "bundled digits, minutes on 2 cores; synthetic: a known-optimum reward for testing",
     )
     p.add_argument("--algo", default="ppo", choices=list(ALGORITHMS))
-    p.add_argument("--budget", type=count, help="children to sample (default: the preset's)")
+    p.add_argument("--budget", type=count, help="children to train, each a distinct cell (default: the preset's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="folder of the search; one subfolder per algo and seed")
     p.add_argument("--resume", action="store_true", help="continue the run in --out after a stop or a crash")
@@ -49,6 +49,8 @@ def search(args: argparse.Namespace) -> None:
     )  # fmt: skip
     result = run_search(config, progress=True)
     print(format_table(summary_rows(load_runs(args.out)), SUMMARY_HEADERS))
+    for note in result.notes:
+        print(f"note: {note}")
     best = result.best
     if best is not None:
         print(f"\nbest child {best['hash']} (search reward {best['reward']:.4f}) -> {args.out / 'best.json'}")
@@ -63,7 +65,7 @@ def _retrain_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def retrain(args: argparse.Namespace) -> None:
-    from ..search.loop import retrain as train_longer
+    from ..search.retrain import retrain as train_longer
     from ..table import format_table
 
     rows = train_longer(
@@ -74,8 +76,10 @@ def retrain(args: argparse.Namespace) -> None:
         (i + 1, r["hash"], r["run"], f"{r['search_reward']:.4f}", "-" if r["reward"] is None else f"{r['reward']:.4f}")
         for i, r in enumerate(rows)
     ]
-    print(format_table(table, ["rank", "child", "run", "search reward", f"after {rows[0]['epochs']} epochs"]))
-    print(f"\nfinal cell -> {args.out / 'final.json'}")
+    headers = ["rank", "child", "run", "search reward", f"validation after {rows[0]['epochs']} epochs"]
+    print(format_table(table, headers))
+    test = "-" if rows[0]["test"] is None else f"{rows[0]['test']:.4f}"
+    print(f"\nfinal cell (chosen on validation) -> {args.out / 'final.json'}; its held-out test score: {test}")
 
 
 def demo(args: argparse.Namespace) -> int:

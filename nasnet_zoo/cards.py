@@ -25,6 +25,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from timm.models import get_pretrained_cfg
 
+from .errors import ConfigError, NotFoundError
 from .genotype import NASNET_A, Cell, Genotype
 from .network import MacroConfig
 from .table import format_table
@@ -72,7 +73,7 @@ CITATION = """\
 
 def load_measurements(path: Path = MEASUREMENTS_FILE) -> dict[str, Any]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run `make cards` in a source checkout to measure and write it")
+        raise NotFoundError(f"{path} is missing: run `make cards` in a source checkout to measure and write it")
     return json.loads(path.read_text())
 
 
@@ -125,11 +126,11 @@ def zoo_facts(name: str, tag: str | None = None, repo_id: str | None = None) -> 
     """The facts of a zoo row (and one of its released tags), measurements from `MEASUREMENTS_FILE`."""
     m = MODELS[name]
     if tag is not None and tag not in m.pretrained:
-        raise ValueError(f"{name} has no pretrained tag {tag!r}; its tags: {', '.join(m.pretrained) or 'none'}")
+        raise ConfigError(f"{name} has no pretrained tag {tag!r}; its tags: {', '.join(m.pretrained) or 'none'}")
     measured = load_measurements()
     size = measured["size"].get(name)
     if size is None or size["input_size"] != m.input_size:
-        raise ValueError(f"{MEASUREMENTS_FILE} has no size measured for {name}: run `make cards`")
+        raise ConfigError(f"{MEASUREMENTS_FILE} has no size measured for {name}: run `make cards`")
     num_features = template(name).num_features
     cfg = get_pretrained_cfg(f"{name}.{tag}" if tag else name).to_dict()
     return CardFacts(

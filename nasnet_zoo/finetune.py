@@ -50,6 +50,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from . import data as datasets
+from .errors import ConfigError, DataError, NotFoundError
 from .train import FitResult, TrainConfig, evaluate, fit
 from .weights import read_state_dict
 from .weights.hub_folder import save_hub_folder
@@ -69,7 +70,7 @@ EXPORT_FOLDER = "model"
 def _matcher_patterns(model: nn.Module) -> list[re.Pattern[str]]:
     matcher = getattr(model, "group_matcher", None)
     if matcher is None:
-        raise TypeError(f"{type(model).__name__} has no group_matcher(); cannot tell its backbone from its head")
+        raise ConfigError(f"{type(model).__name__} has no group_matcher(); cannot tell its backbone from its head")
     patterns = []
     for spec in matcher(coarse=True).values():
         specs = spec if isinstance(spec, list | tuple) else [(spec, None)]
@@ -114,12 +115,12 @@ def data_classes(data: str | PathLike[str]) -> list[str]:
 
     root = Path(data)
     if not root.is_dir():
-        raise FileNotFoundError(f"no data at {root}: DATA is 'digits' or a folder of class folders (or train/ val/)")
+        raise NotFoundError(f"no data at {root}: DATA is 'digits' or a folder of class folders (or train/ val/)")
     train = root / "train" if (root / "train").is_dir() else root
     try:
         return find_classes(str(train))[0]
     except FileNotFoundError as e:
-        raise FileNotFoundError(f"{train} holds no class folders ({e}); expected {train}/CLASS/IMAGE") from e
+        raise NotFoundError(f"{train} holds no class folders ({e}); expected {train}/CLASS/IMAGE") from e
 
 
 def finetune_data(
@@ -137,7 +138,7 @@ def finetune_data(
         train, val = datasets.digits(val_fraction, split_seed, size=size, channels=in_chans)
         return train, val, data_classes(data)
     if in_chans != 3:
-        raise ValueError(f"image folders are RGB; the model takes {in_chans} channels: build it with in_chans=3")
+        raise DataError(f"image folders are RGB; the model takes {in_chans} channels: build it with in_chans=3")
     classes = data_classes(data)
     root = Path(data)
     mean, std = model_cfg.get("mean", datasets.ZOO_MEAN), model_cfg.get("std", datasets.ZOO_STD)
@@ -146,13 +147,13 @@ def finetune_data(
     if (root / "train").is_dir() and (root / "val").is_dir():
         train, val = datasets.image_folder(root / "train", train_tf), datasets.image_folder(root / "val", eval_tf)
         if val.classes != train.classes:
-            raise ValueError(f"{root}/val has other classes than {root}/train; both need the same class folders")
+            raise DataError(f"{root}/val has other classes than {root}/train; both need the same class folders")
         return train, val, classes
     folder = root / "train" if (root / "train").is_dir() else root
     train, val = datasets.image_folder(folder, train_tf), datasets.image_folder(folder, eval_tf)
     train_idx, val_idx = datasets.stratified_split(train.targets, val_fraction, split_seed)
     if not train_idx or not val_idx:
-        raise ValueError(f"{folder} has too few images to split {val_fraction:.0%} off for validation")
+        raise DataError(f"{folder} has too few images to split {val_fraction:.0%} off for validation")
     _logger.info("%s: no val/ folder; %d of %d images split off for validation", folder, len(val_idx), len(train))
     return Subset(train, train_idx), Subset(val, val_idx), classes
 
@@ -231,11 +232,11 @@ def finetune(
         model_kwargs: more `create_model` arguments (``num_cells``, ``filters``, ``in_chans``, ``genotype``, ...).
     """
     if freeze_backbone and backbone_lr_scale != 1.0:
-        raise ValueError("freeze_backbone and backbone_lr_scale exclude each other: a frozen backbone does not train")
+        raise ConfigError("freeze_backbone and backbone_lr_scale exclude each other: a frozen backbone does not train")
     if not 0 <= backbone_lr_scale <= 1:
-        raise ValueError(f"backbone_lr_scale must be in [0, 1], got {backbone_lr_scale}")
+        raise ConfigError(f"backbone_lr_scale must be in [0, 1], got {backbone_lr_scale}")
     if patience is not None and patience < 1:
-        raise ValueError(f"patience must be >= 1 epoch or None, got {patience}")
+        raise ConfigError(f"patience must be >= 1 epoch or None, got {patience}")
     out = Path(out_dir)
     classes = data_classes(data)
     if img_size is not None:
@@ -325,7 +326,7 @@ def _class_map(model: nn.Module, root: Path, class_map: str | PathLike[str] | Se
     from torchvision.datasets.folder import find_classes
 
     if not root.is_dir():
-        raise FileNotFoundError(f"no image folder at {root}: expected {root}/CLASS/IMAGE files")
+        raise NotFoundError(f"no image folder at {root}: expected {root}/CLASS/IMAGE files")
     folders = find_classes(str(root))[0]
     if class_map is not None:
         names = datasets.read_class_map(class_map) if isinstance(class_map, str | PathLike) else list(class_map)
@@ -336,12 +337,12 @@ def _class_map(model: nn.Module, root: Path, class_map: str | PathLike[str] | Se
     elif len(folders) == model.num_classes:
         names = folders
     else:
-        raise ValueError(
+        raise DataError(
             f"{root} has {len(folders)} class folders and the model {model.num_classes} outputs: say which output "
             "each folder is with a class map (class_map=, --class-map FILE: one folder name per line, in output order)"
         )
     if len(names) != model.num_classes:
-        raise ValueError(f"the class map names {len(names)} classes and the model has {model.num_classes} outputs")
+        raise DataError(f"the class map names {len(names)} classes and the model has {model.num_classes} outputs")
     return names
 
 
@@ -369,7 +370,7 @@ def validate(
     model's own evaluation preprocessing in the TF release's style (``"tf"``) or timm's (``"timm"``)."""
     root = Path(root)
     if model.in_chans != 3:
-        raise ValueError(f"image folders are RGB and the model takes {model.in_chans} channels")
+        raise DataError(f"image folders are RGB and the model takes {model.in_chans} channels")
     names = _class_map(model, root, class_map)
     transform = datasets.eval_transform(model, style, img_size, crop_pct)
     ds = datasets.image_folder(root, transform, class_map=names)

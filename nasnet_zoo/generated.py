@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from .cards import fmt_g, fmt_millions, fmt_mult_adds, load_measurements, render_card, zoo_cards, zoo_facts
-from .errors import ConfigError
+from .errors import ConfigError, NotFoundError
 from .files import atomic_write
 from .table import format_table
 from .zoo import MODELS
@@ -89,7 +89,7 @@ def source_root() -> Path:
     """The source checkout this package runs from (cards live beside it, not in an installed package)."""
     root = Path(__file__).resolve().parent.parent
     if not (root / "pyproject.toml").is_file() or not (root / "README.md").is_file():
-        raise FileNotFoundError(f"{root} is not a nasnet-zoo source checkout: run `nasnet-zoo cards` from one")
+        raise NotFoundError(f"{root} is not a nasnet-zoo source checkout: run `nasnet-zoo cards` from one")
     return root
 
 

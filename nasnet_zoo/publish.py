@@ -27,6 +27,7 @@ from safetensors import safe_open
 
 from . import cards
 from .complexity import count_mult_adds, count_params
+from .errors import ConfigError
 from .genotype import Genotype
 from .network import NASNet
 from .weights import WeightsError, check_state_dict, read_state_dict
@@ -58,16 +59,16 @@ def publish(
     given = [k for k, v in architecture.items() if v is not None]
     if model.startswith("local-dir:"):
         if weights is not None or given or num_classes is not None:
-            raise ValueError("local-dir: folders carry their own config.json; drop --weights and the model flags")
+            raise ConfigError("local-dir: folders carry their own config.json; drop --weights and the model flags")
         net, metadata, facts = _from_folder(Path(model.removeprefix("local-dir:")), dataset, base_model, repo_id)
     elif weights is not None:
         if model not in MODELS:
             hint = " (tags name released weights; with --weights give the model alone)" if "." in model else ""
-            raise ValueError(f"unknown model {model!r}{hint}; the zoo has: {', '.join(MODELS)}")
+            raise ConfigError(f"unknown model {model!r}{hint}; the zoo has: {', '.join(MODELS)}")
         net, metadata, facts = _from_file(model, Path(weights), architecture, num_classes, dataset, base_model, repo_id)
     else:
         if given or num_classes is not None or dataset or base_model:
-            raise ValueError(
+            raise ConfigError(
                 "the model flags (--genotype, --num-cells, --filters, --img-size, --num-classes, --dataset, "
                 "--base-model) describe your own weights: add --weights FILE, or publish a released tag alone"
             )
@@ -82,10 +83,10 @@ def _from_tag(model: str, repo_id: str | None, cache_dir: Any) -> tuple[NASNet, 
     name, _, tag = model.partition(".")
     if name not in MODELS or MODELS[name].generic:
         known = ", ".join(list_models(pretrained=True))
-        raise ValueError(f"{model!r} is not a zoo model; released tags: {known} (your own weights: --weights FILE)")
+        raise ConfigError(f"{model!r} is not a zoo model; released tags: {known} (your own weights: --weights FILE)")
     m = MODELS[name]
     if not m.pretrained:
-        raise ValueError(
+        raise ConfigError(
             f"{name} has no released weights. Train it (`nasnet-zoo train`) and publish your file: "
             f"nasnet-zoo publish {name} --weights runs/NAME/best.safetensors --out DIR"
         )
@@ -109,7 +110,9 @@ def _from_file(
     row = MODELS[name]
     if architecture["genotype"] is not None:
         if not row.generic:
-            raise ValueError(f"{name} is NASNet-A; a searched genotype is published as nasnet_cifar or nasnet_imagenet")
+            raise ConfigError(
+                f"{name} is NASNet-A; a searched genotype is published as nasnet_cifar or nasnet_imagenet"
+            )
         architecture["genotype"] = Genotype.load(architecture["genotype"]).to_dict()  # config.json's model_args
     sd = {k: v for k, v in read_state_dict(path).items() if not k.startswith("aux_head.")}
     head, stem = sd.get("classifier.weight"), sd.get("stem.conv.weight")

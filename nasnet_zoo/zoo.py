@@ -178,7 +178,7 @@ def _build(name: str, pretrained: bool = False, **kwargs: Any) -> NASNet:
     m = MODELS[name]
     genotype = kwargs.pop("genotype", None)
     if genotype is not None and not m.generic:
-        raise TypeError(f"{name} is NASNet-A; pass genotype= to 'nasnet_cifar' or 'nasnet_imagenet' instead")
+        raise ConfigError(f"{name} is NASNet-A; pass genotype= to 'nasnet_cifar' or 'nasnet_imagenet' instead")
     genotype = m.genotype if genotype is None else Genotype.load(genotype)
     config_fields = {f.name for f in dataclasses.fields(MacroConfig)}
     overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in config_fields}

@@ -19,6 +19,8 @@ import random
 from collections import deque
 from typing import Any
 
+from nasnet_zoo.errors import ConfigError
+
 from .space import NUM_BLOCKS, Proposal, decisions, sample_uniform
 
 
@@ -60,7 +62,7 @@ class RegularizedEvolution:
 
     def __init__(self, seed: int, population: int = 100, sample: int = 25, num_blocks: int = NUM_BLOCKS) -> None:
         if not 1 <= sample <= population:
-            raise ValueError(f"need 1 <= sample <= population, got sample={sample}, population={population}")
+            raise ConfigError(f"need 1 <= sample <= population, got sample={sample}, population={population}")
         self.rng = random.Random(seed)
         self.spec = decisions(num_blocks)
         self.num_blocks = num_blocks

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nasnet_zoo.errors import ConfigError
 from nasnet_zoo.runtime import torch_threads
 
 from .space import NUM_BLOCKS, decisions
@@ -93,9 +94,9 @@ class Controller(nn.Module):
         """Log-probabilities and entropies, (batch, decisions) each, of given sequences under the current policy."""
         actions = torch.as_tensor(actions, dtype=torch.long)
         if actions.dim() != 2 or actions.shape[1] != self.num_decisions:
-            raise ValueError(f"expected actions of shape (batch, {self.num_decisions}), got {tuple(actions.shape)}")
+            raise ConfigError(f"expected actions of shape (batch, {self.num_decisions}), got {tuple(actions.shape)}")
         if bool(((actions < 0) | (actions >= self.limits)).any()):
-            raise ValueError("an action lies outside its decision's range (see search.space.decisions)")
+            raise ConfigError("an action lies outside its decision's range (see search.space.decisions)")
         b, t = actions.shape
         # The LSTM's inputs: the start vector, then the embedding of each decision taken.
         x = self.start.expand(b, 1, -1)

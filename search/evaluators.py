@@ -30,6 +30,7 @@ from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
+from nasnet_zoo.errors import ConfigError
 from nasnet_zoo.genotype import Genotype
 from nasnet_zoo.runtime import torch_threads
 
@@ -164,7 +165,7 @@ class ProcessEvaluator:
 
     def __init__(self, task: Task, workers: int, threads: int = 1) -> None:
         if workers < 1:
-            raise ValueError(f"need at least one worker, got {workers}")
+            raise ConfigError(f"need at least one worker, got {workers}")
         self.task, self.capacity, self.threads = task, workers, threads
         self._slots = [self._start(f"process-{i}") for i in range(workers)]
         self._queue: deque[Job] = deque()
@@ -341,4 +342,4 @@ def make_evaluator(backend: str, task: Task, workers: int, **options: Any) -> Ev
         return ProcessEvaluator(task, workers, **options)
     if backend == "ray":
         return RayEvaluator(task, workers, **options)
-    raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
+    raise ConfigError(f"unknown backend {backend!r}; use one of {BACKENDS}")

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from nasnet_zoo.errors import ConfigError
 from nasnet_zoo.runtime import torch_threads
 
 from .controller import Controller
@@ -53,9 +54,9 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"unknown policy update {self.method!r}; use one of {METHODS}")
+            raise ConfigError(f"unknown policy update {self.method!r}; use one of {METHODS}")
         if self.batch_size < 1 or self.epochs < 1:
-            raise ValueError(f"batch_size and epochs must be >= 1, got {self.batch_size} and {self.epochs}")
+            raise ConfigError(f"batch_size and epochs must be >= 1, got {self.batch_size} and {self.epochs}")
 
 
 class PolicyGradient:

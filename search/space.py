@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 from functools import cache
 
+from nasnet_zoo.errors import ConfigError
 from nasnet_zoo.genotype import COMBINES, NUM_INPUT_STATES, OPS, Block, Cell, Genotype
 
 DECISIONS_PER_BLOCK = 5  # input, input, op, op, combine
@@ -60,10 +61,10 @@ def decode(actions: list[int], num_blocks: int = NUM_BLOCKS) -> Genotype:
     """Turn 2 x 5 x B choices into a genotype (each cell's concat = its unused states)."""
     spec = decisions(num_blocks)
     if len(actions) != len(spec):
-        raise ValueError(f"expected {len(spec)} decisions for B = {num_blocks}, got {len(actions)}")
+        raise ConfigError(f"expected {len(spec)} decisions for B = {num_blocks}, got {len(actions)}")
     for i, (a, d) in enumerate(zip(actions, spec, strict=True)):
         if not 0 <= int(a) < d.num_choices:
-            raise ValueError(f"decision {i} ({d.cell} block {d.block} {d.kind}) = {a}, not in 0..{d.num_choices - 1}")
+            raise ConfigError(f"decision {i} ({d.cell} block {d.block} {d.kind}) = {a}, not in 0..{d.num_choices - 1}")
     cells = []
     per_cell = DECISIONS_PER_BLOCK * num_blocks
     for c in range(2):

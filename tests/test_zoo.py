@@ -7,6 +7,7 @@ from nasnet_zoo.search.space import random_genotype
 
 import nasnet_zoo
 from nasnet_zoo.complexity import count_mult_adds, count_params
+from nasnet_zoo.errors import ConfigError
 from nasnet_zoo.zoo import MODELS, measure
 
 # REFERENCE section 4: the released code's trainable counts (1000 classes) and Keras's counts with BN stats.
@@ -74,5 +75,5 @@ def test_generic_builders_take_any_genotype(tmp_path):
 def test_clear_errors():
     with pytest.raises(ValueError, match=r"unknown model 'nasnet_b'.*nasnet_a_mobile"):
         nasnet_zoo.create_model("nasnet_b")
-    with pytest.raises(TypeError, match="nasnet_a_mobile is NASNet-A; pass genotype= to 'nasnet_cifar'"):
+    with pytest.raises(ConfigError, match="nasnet_a_mobile is NASNet-A; pass genotype= to 'nasnet_cifar'"):
         nasnet_zoo.create_model("nasnet_a_mobile", genotype=random_genotype(0))

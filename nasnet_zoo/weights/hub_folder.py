@@ -31,6 +31,7 @@ from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 from timm.models import save_for_hf
 from torch import nn
 
+from ..errors import ConfigError
 from .common import WeightsError, save_safetensors
 from .sources import HUB_FILENAME, unreachable
 
@@ -58,7 +59,7 @@ def save_hub_folder(
     out = Path(out)
     missing = [k for k in REQUIRED_METADATA if not metadata.get(k)]
     if missing:
-        raise ValueError(f"metadata must name {', '.join(REQUIRED_METADATA)}; missing {', '.join(missing)}")
+        raise ConfigError(f"metadata must name {', '.join(REQUIRED_METADATA)}; missing {', '.join(missing)}")
     if out.exists() and not out.is_dir():
         raise WeightsError(f"{out} is a file; publish into a folder")
     others = sorted(p.name for p in out.iterdir() if p.name not in HUB_FILES) if out.is_dir() else []
@@ -73,7 +74,7 @@ def save_hub_folder(
         names = label_names if label_names is not None else model.pretrained_cfg.get("label_names")
         if names:
             if len(names) != model.num_classes:
-                raise ValueError(f"{len(names)} label names for a model with {model.num_classes} outputs")
+                raise ConfigError(f"{len(names)} label names for a model with {model.num_classes} outputs")
             config["label_names"] = list(names)
         save_for_hf(model, staging, model_config=config, model_args=model_args or {}, safe_serialization=True)
         tensors = {k: v for k, v in model.state_dict().items() if not k.startswith("aux_head.")}

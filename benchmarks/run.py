@@ -305,7 +305,7 @@ def markdown(results: dict[str, Any]) -> str:
             else "children per minute: skipped in this run"
         ),
         "",
-        "**Targets** (issue 7)",
+        "**Speed targets** (what the project aims for, and whether this run met it)",
         "",
         table(
             ["target", "measured", "met"],

@@ -103,7 +103,7 @@ class ZooModel:
 # so those rows are built at those widths, named for what they are, and keep the paper's label in `Paper.row`.
 _MISLABELLED = "the paper's label; the released code's F = 24 x filters rule gives other counts at that width"
 
-# The released weights (REFERENCE §5). All three are the authors' TF-slim checkpoints of 04_10_2017, converted
+# The released weights. All three are the authors' TF-slim checkpoints of 04_10_2017, converted
 # by others; our TF-exact network runs them as TF-slim does. Preprocessing: the zoo's default, the TF release's.
 _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/nasnet/"
 _KERAS_ORIGIN = "Keras Applications' {}: the TF-slim checkpoint converted by Keras (1000 classes), converted here"

@@ -1,4 +1,4 @@
-"""Network assembly (REFERENCE section 3): stems, reduction placement, skip_reduction_layer_input, shapes, aux
+"""Network assembly as TF-slim builds it: stems, reduction placement, skip_reduction_layer_input, shapes, aux
 head, ScheduledDropPath, BN settings."""
 
 import pytest
@@ -25,7 +25,7 @@ def cell_outputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return outs, inputs
 
 
-# REFERENCE section 3: endpoint shapes (C, H, W).
+# TF-slim's endpoint shapes (C, H, W).
 ENDPOINTS = {
     "nasnet_a_mobile": (224, {"cell_stem_1": (88, 28), "cell_3": (264, 28), "cell_7": (528, 14),
                               "cell_11": (1056, 7)}),

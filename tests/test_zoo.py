@@ -10,7 +10,7 @@ from nasnet_zoo.complexity import count_mult_adds, count_params
 from nasnet_zoo.errors import ConfigError
 from nasnet_zoo.zoo import MODELS, measure
 
-# REFERENCE section 4: the released code's trainable counts (1000 classes) and Keras's counts with BN stats.
+# The released code's trainable counts (1000 classes) and Keras's counts with BN stats.
 EXACT = {"nasnet_a_mobile": (5_289_978, 5_326_716), "nasnet_a_large": (88_753_150, 88_949_818)}
 
 

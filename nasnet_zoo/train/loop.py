@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..weights import save_safetensors
 from . import outputs
 from .batches import Batches, autocast_dtype, resolve_device
@@ -124,10 +125,14 @@ def _loss(out: Any, y: torch.Tensor, config: TrainConfig) -> tuple[torch.Tensor,
 def _resume(trainer: _Trainer, ckpt: Path) -> _Progress:
     """Restore weights, optimiser, EMA and RNG states from ``ckpt``; return where the run stood."""
     state = load_checkpoint(ckpt, trainer.config, trainer.steps_per_epoch)
-    trainer.model.load_state_dict(state["model"])
-    trainer.opt.load_state_dict(state["optimizer"])
-    if trainer.ema is not None:
-        trainer.ema.module.load_state_dict(state["ema"])
+    try:
+        trainer.model.load_state_dict(state["model"])
+        trainer.opt.load_state_dict(state["optimizer"])
+        if trainer.ema is not None:
+            trainer.ema.module.load_state_dict(state["ema"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        why = str(e).strip().splitlines()[0]
+        raise ConfigError(f"{ckpt} is another model's checkpoint ({why}); resume with the same model") from None
     set_rng_state(state["rng"])
     return _Progress(state["epoch"], state["step"], state["history"], state["best_acc"], state["best_epoch"])
 

@@ -12,11 +12,26 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ConfigError, RunError
 from ..files import atomic_write
-from .config import TrainConfig
+from ..weights.common import _reason
+from .config import UNSCORED, TrainConfig
 
 CHECKPOINT = "last.pt"
 FORMAT = "nasnet-zoo-train-1"
+KEYS = {
+    "config",
+    "steps_per_epoch",
+    "epoch",
+    "step",
+    "history",
+    "best_acc",
+    "best_epoch",
+    "model",
+    "optimizer",
+    "ema",
+    "rng",
+}
 
 
 def seed_everything(seed: int) -> None:
@@ -53,15 +68,29 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path, config: TrainConfig, steps_per_epoch: int) -> dict[str, Any]:
-    """The checkpoint at ``path``, after checking it was written with ``config`` and as many steps per epoch."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """The checkpoint at ``path``, after checking it was written with ``config`` and as many steps per epoch.
+    A file that cannot be one (torn, corrupt, or holding objects that need code to load) is `RunError`, without
+    torch's advice to load it unsafely; other settings or data are `ConfigError`."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torn, corrupt, or holding objects that need code to load: never retried unsafely
+        raise RunError(
+            f"{path} is not a readable training checkpoint ({type(e).__name__}: {_reason(e)}); restore it, or start "
+            "afresh with overwrite=True (--overwrite)"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or not set(state) >= KEYS:
+        raise RunError(
+            f"{path} is not a training checkpoint of this version; restore it, or start afresh with overwrite=True "
+            "(--overwrite)"
+        )
     saved = state["config"]
-    diff = {k: (saved.get(k), v) for k, v in dataclasses.asdict(config).items() if saved.get(k) != v}
+    current = {k: v for k, v in dataclasses.asdict(config).items() if k not in UNSCORED}
+    diff = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
     if diff:
         changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"{path} was written with another TrainConfig ({changes}); resume with the same settings")
+        raise ConfigError(f"{path} was written with another TrainConfig ({changes}); resume with the same settings")
     if state["steps_per_epoch"] != steps_per_epoch:
-        raise ValueError(
+        raise ConfigError(
             f"{path} was written with {state['steps_per_epoch']} steps per epoch, the data now gives "
             f"{steps_per_epoch}: resume with the same training data and batch size"
         )

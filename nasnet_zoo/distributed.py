@@ -1,0 +1,333 @@
+"""Data parallelism on torch.distributed: the replicas of one run, what they share, and how they start and stop.
+
+Public API::
+
+    Replicas                            this process's place in the run (rank, world_size, local_rank, device)
+    setup(device=None, *, timeout=...)  join the process group torchrun describes (NCCL on CUDA, gloo on CPU)
+    rank(), world_size(), is_main()     of the current process group (0, 1, True without one)
+    TrainShards(n, batch_size, seed, rank, world_size)   each replica's part of every batch of one global order
+    EvalShards(n, batch_size, rank, world_size)          whole evaluation batches, dealt out round robin
+    reduce_eval(rows, shards, width)    exact evaluation totals from every replica's per-batch sums
+    convert_sync_batchnorm(model)       BatchNorms that normalise over the global batch (CPU and CUDA)
+    average_bn_statistics(model)        make per-replica BN running statistics the replicas' mean
+    torchrun_command(target, nproc), launch(target, nproc)   run a module or script on N local replicas
+
+Semantics:
+
+* One global order. Epoch ``e``'s training order is ``randperm(n)`` drawn from ``derive_seed(seed, e)``,
+  whatever the number of replicas; global batch ``i`` is positions ``i*B .. (i+1)*B`` of it and replica ``r`` of
+  ``W`` takes the ``r``-th of its ``W`` equal slices (``B / W`` examples). One process (``W = 1``) takes the whole
+  batch, so one process and ``W`` replicas see the same examples at every step.
+* Gradients are averaged over the replicas (DDP), so one update is the mean over the global batch, as one
+  process with batch ``B`` computes it. BatchNorm is per replica by default (each normalises with its own
+  ``B / W`` examples, as TensorFlow's synchronous replicas did); `convert_sync_batchnorm` makes it global. With
+  per-replica BN the running statistics are averaged over the replicas after every step
+  (`average_bn_statistics`): every replica, and so its EMA, holds the same weights; the running mean is then
+  the one-process value and the running variance leaves out the spread of the replicas' batch means.
+* Evaluation batches (``E`` examples, in order) go to replicas round robin, are never padded, and each
+  replica's per-batch sums are gathered by batch number and added with ``math.fsum``: every example counts
+  once and the totals are bit for bit those of one process with the same ``E``.
+* Failure in bounded time: the process group has a timeout (``NASNET_ZOO_DIST_TIMEOUT`` seconds, default 600)
+  after which a collective that waits for a lost replica raises; torchrun (``--max-restarts 0``) ends the other
+  replicas as soon as one exits with an error or is killed, and names it; `launch` turns that into a `RunError`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import Sampler
+
+from .errors import ConfigError, RunError
+from .runtime import derive_seed
+
+TIMEOUT_ENV = "NASNET_ZOO_DIST_TIMEOUT"
+DEFAULT_TIMEOUT_S = 600.0
+_TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+# --- the process group --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Replicas:
+    """This process's place among the run's replicas; ``world_size == 1`` is a plain one-process run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        """True on the one replica that writes files and prints (rank 0)."""
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        """True when there is more than one replica (and so a process group to talk through)."""
+        return self.world_size > 1
+
+
+def under_torchrun() -> bool:
+    """True when torchrun (or another launcher that sets its variables) started this process."""
+    return all(k in os.environ for k in _TORCHRUN_ENV)
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    """True on rank 0 and in a process without a process group: the one that writes."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+def timeout() -> datetime.timedelta:
+    """The process group's timeout: ``NASNET_ZOO_DIST_TIMEOUT`` seconds (default 600)."""
+    text = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        seconds = float(text) if text else DEFAULT_TIMEOUT_S
+    except ValueError:
+        raise ConfigError(f"{TIMEOUT_ENV}={text!r} is not a number of seconds") from None
+    return datetime.timedelta(seconds=seconds)
+
+
+def setup(device: str | torch.device | None = None) -> Replicas:
+    """The replicas of this run. Joins the process group torchrun's variables describe (once per process;
+    NCCL for CUDA, gloo otherwise), or uses one the caller initialised, or returns one replica. On CUDA each
+    replica takes ``cuda:LOCAL_RANK`` unless ``device`` names an index."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    initialised = dist.is_available() and dist.is_initialized()
+    if not initialised and not (under_torchrun() and int(os.environ["WORLD_SIZE"]) > 1):
+        return Replicas(device=device)
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not initialised:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        kwargs = {"device_id": device} if device.type == "cuda" else {}
+        dist.init_process_group(backend, timeout=timeout(), **kwargs)
+    return Replicas(dist.get_rank(), dist.get_world_size(), local, device)
+
+
+def replica_seed(seed: int, rank: int) -> int:
+    """The seed of replica ``rank``'s own random draws (dropout, drop path): ``seed`` itself on rank 0, so one
+    process draws as it always did."""
+    return seed if rank == 0 else derive_seed(seed, 1_000_000 + rank)
+
+
+def per_replica_batch(batch_size: int, replicas: Replicas) -> int:
+    """``batch_size / world_size``; a global batch that does not split evenly is a `ConfigError`."""
+    if batch_size % replicas.world_size:
+        raise ConfigError(
+            f"the global batch {batch_size} does not split over {replicas.world_size} replicas: choose a batch "
+            f"size that is a multiple of {replicas.world_size} (or another number of replicas)"
+        )
+    return batch_size // replicas.world_size
+
+
+# --- who sees which examples --------------------------------------------------------------------------------------
+def global_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """Epoch ``epoch``'s order of ``n`` training examples: a function of (seed, epoch) only."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch)))
+
+
+class TrainShards(Sampler[list[int]]):
+    """A batch sampler: this replica's slice of every full global batch of `global_order` (the last partial
+    batch is dropped, as one process drops it; with fewer examples than one batch, the one short batch)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        if batch_size % world_size:
+            raise ConfigError(f"batch {batch_size} does not split over {world_size} replicas")
+        self.n, self.batch_size, self.seed, self.rank, self.world_size = n, batch_size, seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.n >= self.batch_size else int(self.n > 0)
+
+    def positions(self, batch: int) -> slice:
+        """The positions of global batch ``batch`` in the order that this replica takes."""
+        size = min(self.batch_size, self.n)
+        part = size // self.world_size
+        start = batch * size + self.rank * part
+        return slice(start, start + part)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = global_order(self.n, self.seed, self.epoch)
+        for i in range(len(self)):
+            yield order[self.positions(i)].tolist()
+
+
+class EvalShards(Sampler[list[int]]):
+    """A batch sampler: the evaluation batches ``j = rank, rank + W, ...`` of ``range(n)`` in batches of
+    ``batch_size`` (the last one short); no example is repeated to even out the replicas."""
+
+    def __init__(self, n: int, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.batch_size, self.rank, self.world_size = n, batch_size, rank, world_size
+        self.total = math.ceil(n / batch_size)
+        self.batches = list(range(rank, self.total, world_size))  # the global numbers of this replica's batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for j in self.batches:
+            yield list(range(j * self.batch_size, min((j + 1) * self.batch_size, self.n)))
+
+
+def reduce_eval(rows: Sequence[torch.Tensor], shards: EvalShards, width: int) -> list[float]:
+    """Totals over every evaluation example: ``rows[k]`` holds this replica's ``width`` sums (e.g. loss,
+    correct, count) of its ``k``-th batch. The rows of all replicas are placed by global batch number (each is
+    written by exactly one replica), summed across replicas (adding zeros: exact) and added up per column with
+    ``math.fsum``, so the result does not depend on the number of replicas."""
+    if len(rows) != len(shards):
+        raise ValueError(f"{len(rows)} rows for {len(shards)} evaluation batches")
+    device = rows[0].device if rows else _collective_device()
+    table = torch.zeros(shards.total, width, dtype=torch.float64, device=device)
+    if rows:
+        table[shards.batches] = torch.stack([r.to(device, torch.float64) for r in rows])
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(table)
+    return [math.fsum(column) for column in table.cpu().T.tolist()]
+
+
+def _collective_device() -> torch.device:
+    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_sum(*values: torch.Tensor) -> list[torch.Tensor]:
+    """Each tensor summed over the replicas (returned as float64 copies; the inputs are unchanged)."""
+    flat = torch.stack([v.detach().to(torch.float64).reshape(()) for v in values])
+    if world_size() > 1:
+        if dist.get_backend() == "nccl":
+            flat = flat.to(_collective_device())
+        dist.all_reduce(flat)
+    return list(flat.unbind())
+
+
+# --- BatchNorm across replicas ------------------------------------------------------------------------------------
+class _GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over the whole global batch on any device (torch's SyncBatchNorm runs on GPUs only): the batch
+    mean and variance are summed over the replicas with an all_reduce that autograd differentiates. Same
+    parameters, buffers and state_dict keys as the BatchNorm it replaces; one replica: plain BatchNorm."""
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2D input, got {x.dim()}D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        dims = [0, *range(2, x.dim())]
+        count = all_reduce(x.new_tensor([float(x.numel() // x.shape[1])]))
+        mean = all_reduce(x.sum(dims)) / count
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        centred = x - mean.reshape(shape)
+        var = all_reduce((centred * centred).sum(dims)) / count
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                unbiased = var * (count / (count - 1).clamp(min=1))
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), m)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), m)
+        y = centred * torch.rsqrt(var + self.eps).reshape(shape)
+        if self.affine:
+            y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
+        return y
+
+
+def convert_sync_batchnorm(model: nn.Module, device: torch.device | None = None) -> nn.Module:
+    """Every BatchNorm of ``model`` normalising over the global batch: torch's SyncBatchNorm on CUDA, the
+    equivalent `_GlobalBatchNorm` elsewhere. Returns the model (the root itself may be replaced)."""
+    if device is not None and device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if isinstance(model, nn.modules.batchnorm._BatchNorm) and not isinstance(model, _GlobalBatchNorm):
+        new = _GlobalBatchNorm(model.num_features, model.eps, model.momentum, model.affine, model.track_running_stats)
+        new.load_state_dict(model.state_dict())
+        new.train(model.training)
+        for p, q in zip(new.parameters(), model.parameters(), strict=True):
+            p.requires_grad_(q.requires_grad)
+        return new
+    for name, child in model.named_children():
+        setattr(model, name, convert_sync_batchnorm(child, device))
+    return model
+
+
+def _per_replica_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    kinds = (nn.SyncBatchNorm, _GlobalBatchNorm)
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and not isinstance(m, kinds)
+        and m.training
+        and m.running_mean is not None
+    ]
+
+
+@torch.no_grad()
+def average_bn_statistics(model: nn.Module) -> None:
+    """Set the running mean and variance of each per-replica BatchNorm that trained this step to the mean over
+    the replicas (BatchNorms in eval mode and global ones are the same on every replica already)."""
+    if world_size() < 2:
+        return
+    stats = [t for m in _per_replica_norms(model) for t in (m.running_mean, m.running_var)]
+    if not stats:
+        return
+    flat = torch.cat([t.reshape(-1).to(torch.float64) for t in stats])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    for t, v in zip(stats, flat.split([t.numel() for t in stats]), strict=True):
+        t.copy_(v.reshape(t.shape))
+
+
+# --- launching ----------------------------------------------------------------------------------------------------
+def torchrun_command(target: Sequence[str], nproc: int) -> list[str]:
+    """torchrun on this machine for ``nproc`` replicas of ``target`` (``["-m", "module", args...]`` or
+    ``["script.py", args...]``): a local rendezvous on a free port, no restarts."""
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {nproc}")
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    return [*run, "--max-restarts=0", *target]
+
+
+def launch(target: Sequence[str], nproc: int, *, cwd: str | Path | None = None) -> None:
+    """Run ``target`` on ``nproc`` local replicas through torchrun and wait. A replica that raises or dies ends
+    the others (torchrun names it, with its exit code or signal) and this raises `RunError`."""
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    result = subprocess.run(torchrun_command(target, nproc), env=env, cwd=cwd, check=False)
+    if result.returncode != 0:
+        raise RunError(
+            f"the run on {nproc} replicas failed (torchrun exit status {result.returncode}; its report above names "
+            "the replica and the cause); the last checkpoint is intact: fix the cause and rerun with --resume"
+        )

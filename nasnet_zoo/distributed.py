@@ -6,6 +6,7 @@ Public API::
     setup(device=None, *, timeout=...)  join the process group torchrun describes (NCCL on CUDA, gloo on CPU)
     rank(), world_size(), is_main()     of the current process group (0, 1, True without one)
     TrainShards(n, batch_size, seed, rank, world_size)   each replica's part of every batch of one global order
+    SeededExamples(dataset, seed)       augmentation seeded by (seed, epoch, example): the same on any replica
     EvalShards(n, batch_size, rank, world_size)          whole evaluation batches, dealt out round robin
     reduce_eval(rows, shards, width)    exact evaluation totals from every replica's per-batch sums
     convert_sync_batchnorm(model)       BatchNorms that normalise over the global batch (CPU and CUDA)
@@ -35,24 +36,28 @@ Semantics:
 from __future__ import annotations
 
 import datetime
+import inspect
 import math
 import os
+import random
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 
 from .errors import ConfigError, RunError
 from .runtime import derive_seed
 
 TIMEOUT_ENV = "NASNET_ZOO_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600.0
+T = TypeVar("T")
 _TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -156,13 +161,16 @@ def global_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 class TrainShards(Sampler[list[int]]):
     """A batch sampler: this replica's slice of every full global batch of `global_order` (the last partial
-    batch is dropped, as one process drops it; with fewer examples than one batch, the one short batch)."""
+    batch is dropped, as one process drops it; with fewer examples than one batch, the one short batch).
+    ``keyed`` yields ``(epoch, index)`` keys for `SeededExamples` instead of indices."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, keyed: bool = False
+    ) -> None:
         if batch_size % world_size:
             raise ConfigError(f"batch {batch_size} does not split over {world_size} replicas")
         self.n, self.batch_size, self.seed, self.rank, self.world_size = n, batch_size, seed, rank, world_size
-        self.epoch = 0
+        self.keyed, self.epoch = keyed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -180,7 +188,32 @@ class TrainShards(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         order = global_order(self.n, self.seed, self.epoch)
         for i in range(len(self)):
-            yield order[self.positions(i)].tolist()
+            batch = order[self.positions(i)].tolist()
+            yield [(self.epoch, k) for k in batch] if self.keyed else batch
+
+
+class SeededExamples(Dataset):
+    """A training dataset read by ``(epoch, index)`` keys: example ``index`` is loaded with torch's and Python's
+    random generators seeded from (seed, epoch, index), so its augmentation in an epoch is the same whatever the
+    DataLoader workers, the number of replicas or a resume (the caller's generators are left as they were)."""
+
+    def __init__(self, data: Dataset, seed: int) -> None:
+        self.data, self.seed = data, seed
+
+    def __len__(self) -> int:
+        return len(self.data)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        seed = derive_seed(derive_seed(self.seed, epoch), index) % 2**63
+        state = random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            random.seed(seed)
+            try:
+                return self.data[index]
+            finally:
+                random.setstate(state)
 
 
 class EvalShards(Sampler[list[int]]):
@@ -232,7 +265,65 @@ def all_sum(*values: torch.Tensor) -> list[torch.Tensor]:
     return list(flat.unbind())
 
 
+def from_main(compute: Callable[[], T]) -> T:
+    """``compute()`` on the main replica, its result sent to the others (one process: just ``compute()``). An
+    error raised there ends that replica, and torchrun the rest."""
+    if world_size() < 2:
+        return compute()
+    box = [compute() if is_main() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]  # type: ignore[return-value]
+
+
+def gather_rng(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every replica's random generator states, by rank (the same list on each)."""
+    if world_size() < 2:
+        return [state]
+    states: list[Any] = [None] * world_size()
+    dist.all_gather_object(states, state)
+    return states
+
+
+def replica_rng(checkpoint: dict[str, Any], rank: int) -> dict[str, Any] | None:
+    """Replica ``rank``'s generator states in a checkpoint (``rng`` for rank 0, ``replica_rng`` for the others);
+    None for a rank that the checkpoint's run did not have (resumed on more replicas)."""
+    if rank == 0:
+        return checkpoint["rng"]
+    others = checkpoint.get("replica_rng") or []
+    return others[rank - 1] if rank - 1 < len(others) else None
+
+
+def data_parallel(model: nn.Module, replicas: Replicas) -> nn.Module:
+    """``model`` wrapped in DistributedDataParallel when there are several replicas (rank 0's weights and
+    buffers are broadcast to the others at once), else ``model`` itself. BN buffers are not broadcast at every
+    forward: `average_bn_statistics` keeps them equal after each step."""
+    if not replicas.active:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [replicas.device.index] if replicas.device.type == "cuda" else None
+    params = inspect.signature(DistributedDataParallel).parameters
+    no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+    return DistributedDataParallel(model, device_ids=ids, **no_sync)
+
+
 # --- BatchNorm across replicas ------------------------------------------------------------------------------------
+class _AllReduce(torch.autograd.Function):
+    """A sum over the replicas that autograd differentiates (the gradient is summed over them too)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        dist.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class _GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm over the whole global batch on any device (torch's SyncBatchNorm runs on GPUs only): the batch
     mean and variance are summed over the replicas with an all_reduce that autograd differentiates. Same
@@ -245,14 +336,12 @@ class _GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
-        dims = [0, *range(2, x.dim())]
-        count = all_reduce(x.new_tensor([float(x.numel() // x.shape[1])]))
-        mean = all_reduce(x.sum(dims)) / count
+        dims, c = [0, *range(2, x.dim())], x.shape[1]
+        sums = _AllReduce.apply(torch.cat([x.sum(dims), x.new_tensor([float(x.numel() // c)])]))
+        mean, count = sums[:c] / sums[c], sums[c]
         shape = [1, -1] + [1] * (x.dim() - 2)
         centred = x - mean.reshape(shape)
-        var = all_reduce((centred * centred).sum(dims)) / count
+        var = _AllReduce.apply((centred * centred).sum(dims)) / count
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 self.num_batches_tracked += 1

@@ -50,6 +50,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from . import data as datasets
+from . import distributed
 from .errors import ConfigError, DataError, NotFoundError
 from .train import FitResult, TrainConfig, evaluate, fit
 from .weights import read_state_dict
@@ -278,9 +279,9 @@ def finetune(
         f"fine-tuned on {data} ({len(classes)} classes) from {source}: best validation top-1 "
         f"{100 * result.best_val_acc:.2f} % at epoch {result.best_epoch}"
     )
-    export = save_finetuned(
-        model, out / EXPORT_FOLDER, classes=classes, data_config=data_config, description=description
-    )
+    export = out / EXPORT_FOLDER
+    if distributed.is_main():  # one writer among data-parallel replicas
+        save_finetuned(model, export, classes=classes, data_config=data_config, description=description)
     stopped = len(result.history) < config.epochs
     return FinetuneResult(model, result, source, classes, export, stopped)
 

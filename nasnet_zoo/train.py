@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -68,10 +69,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from . import distributed
+from .distributed import EvalShards, Replicas, SeededExamples, TrainShards, reduce_eval
+from .errors import ConfigError
 from .files import atomic_write
-from .runtime import derive_seed
 from .weights import save_safetensors
 
 OPTIMIZERS = ("sgd", "rmsprop")
@@ -85,7 +88,7 @@ class TrainConfig:
     """Every setting of the training loop. Defaults: a plain SGD + cosine run, no regularisation."""
 
     epochs: int = 10
-    batch_size: int = 32
+    batch_size: int = 32  # the global batch: each of W replicas takes batch_size / W examples of it
     optimizer: str = "sgd"  # "sgd" (momentum, TF's MomentumOptimizer) or "rmsprop" (`RMSpropTF`)
     lr: float = 0.025  # peak learning rate, at `batch_size`
     momentum: float = 0.9
@@ -102,6 +105,7 @@ class TrainConfig:
     ema_decay: float | None = None  # parameter EMA, TF semantics
     precision: str = "auto"  # "auto": bf16 autocast on a CUDA device that supports it, fp32 otherwise
     channels_last: bool = False
+    sync_bn: bool = False  # with several replicas: BatchNorm over the global batch (default: per replica)
     eval_batch_size: int | None = None  # default 2 x batch_size
     seed: int = 0
 
@@ -249,70 +253,70 @@ def _loss(out: Any, y: torch.Tensor, config: TrainConfig) -> tuple[torch.Tensor,
 
 
 class _Batches:
-    """The batches of one dataset, on the device, epoch by epoch; training order depends on (seed, epoch) only."""
+    """The batches of one dataset on the device, epoch by epoch, for this replica (`distributed`): training
+    batches are its slice of every global batch of one order that depends on (seed, epoch) only, evaluation
+    batches are dealt out whole. A given DataLoader is used as it is (by every replica, for evaluation only)."""
 
     def __init__(
-        self, data: Any, batch_size: int, train: bool, seed: int, device: torch.device, num_workers: int = 0
+        self, data: Any, batch_size: int, train: bool, seed: int, replicas: Replicas, num_workers: int = 0
     ) -> None:
-        self.batch_size, self.train, self.seed, self.device = batch_size, train, seed, device
+        self.device = device = replicas.device
         self.tensors: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.generator = torch.Generator()
+        self.shards: TrainShards | EvalShards | None = None
         if isinstance(data, tuple | list) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
             data = TensorDataset(*data)
         if isinstance(data, DataLoader):
+            if train and replicas.active:
+                raise ConfigError("with several replicas, fit needs the training data as a Dataset or tensors, "
+                                  "not a DataLoader: each replica loads its own shard")  # fmt: skip
             self.loader = data
-        elif isinstance(data, TensorDataset) and len(data.tensors) == 2:
-            self.tensors = (data.tensors[0].to(device), data.tensors[1].to(device))
-        elif isinstance(data, Dataset) and hasattr(data, "__len__"):
-            sampler = RandomSampler(data, generator=self.generator) if train else None
-            self.loader = DataLoader(
-                data,
-                batch_size,
-                sampler=sampler,
-                drop_last=train and len(data) >= batch_size,
-                num_workers=num_workers,
-                pin_memory=device.type == "cuda",
-                generator=self.generator,
-            )
-        else:
+            return
+        if not (isinstance(data, Dataset) and hasattr(data, "__len__")):
             raise TypeError(
                 f"data must be a DataLoader, a TensorDataset, an (x, y) pair of tensors or a map-style Dataset, "
                 f"got {type(data).__name__}"
             )
+        n, r, w = len(data), replicas.rank, replicas.world_size
+        tensors = isinstance(data, TensorDataset) and len(data.tensors) == 2
+        keyed = not tensors  # a Dataset is read through SeededExamples
+        self.shards = TrainShards(n, batch_size, seed, r, w, keyed) if train else EvalShards(n, batch_size, r, w)
+        if tensors:
+            self.tensors = (data.tensors[0].to(device), data.tensors[1].to(device))
+            return
+        self.loader = DataLoader(
+            SeededExamples(data, seed) if train else data,
+            batch_sampler=self.shards,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=num_workers > 0,
+            generator=torch.Generator().manual_seed(seed),  # worker seeds; draws nothing from the global RNG
+        )
 
     def __len__(self) -> int:
-        if self.tensors is None:
-            return len(self.loader)
-        n = len(self.tensors[0])
-        return n // self.batch_size if self.train and n >= self.batch_size else math.ceil(n / self.batch_size)
+        return len(self.shards) if self.shards is not None else len(self.loader)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.generator.manual_seed(derive_seed(self.seed, epoch))
+        if isinstance(self.shards, TrainShards):
+            self.shards.set_epoch(epoch)
         if self.tensors is None:
             for x, y in self.loader:
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             return
         x, y = self.tensors
-        order = torch.randperm(len(x), generator=self.generator).to(self.device) if self.train else None
-        for i in range(len(self)):
-            s = slice(i * self.batch_size, (i + 1) * self.batch_size)
-            yield (x[order[s]], y[order[s]]) if order is not None else (x[s], y[s])
-
-
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        for batch in self.shards:
+            index = torch.tensor(batch, device=self.device)
+            yield x[index], y[index]
 
 
 @torch.no_grad()
 def _evaluate(
     model: nn.Module, batches: _Batches, autocast: torch.dtype | None, channels_last: bool, progress: bool = False
 ) -> dict[str, float]:
+    """Loss, top-1, top-5 over every example of ``batches``, summed per batch and reduced exactly over the
+    replicas (`distributed.reduce_eval`): the same figures on any number of replicas."""
     was_training = model.training
     model.eval()
-    loss = torch.zeros((), dtype=torch.float64, device=batches.device)
-    top1 = torch.zeros((), dtype=torch.long, device=batches.device)
-    top5 = torch.zeros_like(top1)
-    n = 0
+    rows = []
     data = batches.epoch(0)
     if progress:
         from tqdm import tqdm
@@ -324,15 +328,17 @@ def _evaluate(
         with torch.autocast(batches.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
             logits, _ = _split_output(model(x))
         logits = logits.float()
-        loss += F.cross_entropy(logits, y, reduction="sum")
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        top1 += (top[:, 0] == y).sum()
-        top5 += (top == y[:, None]).any(1).sum()
-        n += len(y)
+        row = [F.cross_entropy(logits, y, reduction="sum"), (top[:, 0] == y).sum(), (top == y[:, None]).any(1).sum()]
+        rows.append(torch.stack([v.to(torch.float64) for v in row] + [torch.tensor(len(y), dtype=torch.float64)]))
     model.train(was_training)
+    if isinstance(batches.shards, EvalShards):
+        loss, top1, top5, n = reduce_eval(rows, batches.shards, 4)
+    else:  # a given DataLoader: every replica ran all of it
+        loss, top1, top5, n = (math.fsum(c) for c in torch.stack(rows).T.tolist()) if rows else (0, 0, 0, 0)
     if n == 0:
         raise ValueError("the evaluation data has no examples")
-    return dict(loss=loss.item() / n, acc1=top1.item() / n, acc5=top5.item() / n, n=n)
+    return dict(loss=loss / n, acc1=top1 / n, acc5=top5 / n, n=int(n))
 
 
 def evaluate(
@@ -347,11 +353,11 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean cross-entropy, top-1 and top-5 accuracy (fractions) and the count ``n`` of ``data`` (any form
     `fit` takes) in eval mode. The model is moved to ``device`` (default: CUDA when available); ``progress``
-    shows a bar."""
-    device = _resolve_device(device)
-    model.to(device)
-    batches = _Batches(data, batch_size, False, 0, device, num_workers)
-    return _evaluate(model, batches, _autocast_dtype(precision, device), False, progress)
+    shows a bar. Under torchrun the replicas share the batches and all return the totals."""
+    replicas = distributed.setup(device)
+    model.to(replicas.device)
+    batches = _Batches(data, batch_size, False, 0, replicas, num_workers)
+    return _evaluate(model, batches, _autocast_dtype(precision, replicas.device), False, progress)
 
 
 # --- checkpoints, metrics, plots --------------------------------------------------------------------------------
@@ -451,8 +457,8 @@ def fit(
         config: the `TrainConfig` (default: ``TrainConfig()``).
         out_dir: where checkpoints, metrics.jsonl, curves.png and best.safetensors go; None writes nothing.
         resume: continue the run in ``out_dir`` from its last checkpoint (same config and data required).
-        device: default CUDA when available, else CPU.
-        num_workers: DataLoader workers for a Dataset (ignored for tensors and given DataLoaders).
+        device: default CUDA when available, else CPU; under torchrun, ``cuda:LOCAL_RANK`` on CUDA.
+        num_workers: DataLoader workers for a Dataset, per replica (ignored for tensors and given DataLoaders).
         progress: show a tqdm bar and a line per epoch.
         on_epoch: called with each epoch's record after its checkpoint is written; returning True stops.
         param_groups: optimizer groups, each ``dict(params=[...], lr_scale=s)`` (lr = s x the schedule's);
@@ -461,22 +467,27 @@ def fit(
     Raises FloatingPointError when the training loss is not finite at the end of an epoch.
     """
     config = config or TrainConfig()
-    device = _resolve_device(device)
+    replicas = distributed.setup(device)
+    device = replicas.device
     out = Path(out_dir) if out_dir is not None else None
     ckpt = out / CHECKPOINT if out is not None else None
-    if resume and (ckpt is None or not ckpt.is_file()):
+    if replicas.main and resume and (ckpt is None or not ckpt.is_file()):
         raise FileNotFoundError(f"nothing to resume: no checkpoint at {ckpt}; run without resume to start afresh")
-    if not resume and ckpt is not None and ckpt.exists():
+    if replicas.main and not resume and ckpt is not None and ckpt.exists():
         raise FileExistsError(f"{out} already holds a run ({ckpt}): pass resume=True to continue it, or a new out_dir")
 
-    _seed_everything(config.seed)
+    _seed_everything(distributed.replica_seed(config.seed, replicas.rank))
     model.to(device)
+    if config.sync_bn and replicas.active:
+        model = distributed.convert_sync_batchnorm(model, device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    train = _Batches(train_data, config.batch_size, True, config.seed, device, num_workers)
+    net = distributed.data_parallel(model, replicas)  # DDP; the model itself on one replica
+    batch = distributed.per_replica_batch(config.batch_size, replicas)
+    train = _Batches(train_data, config.batch_size, True, config.seed, replicas, num_workers)
     val = None
     if val_data is not None:
-        val = _Batches(val_data, config.eval_batch_size or 2 * config.batch_size, False, 0, device, num_workers)
+        val = _Batches(val_data, config.eval_batch_size or 2 * batch, False, 0, replicas, num_workers)
     steps_per_epoch = len(train)
     if steps_per_epoch == 0:
         raise ValueError("the training data has no examples")
@@ -497,20 +508,22 @@ def fit(
     best_acc: float | None = None
     best_epoch: int | None = None
     if resume:
-        state = _load_checkpoint(ckpt, config, steps_per_epoch)
+        state = distributed.from_main(lambda: _load_checkpoint(ckpt, config, steps_per_epoch))
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if ema is not None:
             ema.module.load_state_dict(state["ema"])
-        _set_rng_state(state["rng"])
+        rng = distributed.replica_rng(state, replicas.rank)
+        if rng is not None:  # None: a replica the checkpoint's run did not have keeps its fresh seed
+            _set_rng_state(rng)
         epoch, step, history = state["epoch"], state["step"], state["history"]
         best_acc, best_epoch = state["best_acc"], state["best_epoch"]
-    if out is not None:
+    if out is not None and replicas.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
 
     bar = None
-    if progress:
+    if progress and replicas.main:
         from tqdm import tqdm
 
         bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True)
@@ -530,7 +543,7 @@ def fit(
             if set_progress is not None:
                 set_progress(step / total_steps)
             with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
-                loss, logits = _loss(model(x), y, config)
+                loss, logits = _loss(net(x), y, config)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if decayed:
@@ -539,6 +552,7 @@ def fit(
             if config.clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(params, config.clip_grad_norm)
             opt.step()
+            distributed.average_bn_statistics(model)
             if ema is not None:
                 ema.update(model, step)
             step += 1
@@ -550,8 +564,9 @@ def fit(
                 if step % 50 == 0:
                     bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}", refresh=False)
         epoch += 1
+        loss_sum, correct, seen = distributed.all_sum(loss_sum, correct, torch.tensor(seen))
         record: dict[str, float] = dict(
-            epoch=epoch, step=step, lr=lr, train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen
+            epoch=epoch, step=step, lr=lr, train_loss=loss_sum.item() / seen.item(), train_acc=(correct / seen).item()
         )
         if not math.isfinite(record["train_loss"]):
             raise FloatingPointError(
@@ -563,15 +578,16 @@ def fit(
             if ema is not None:
                 m = _evaluate(ema.module, val, autocast, config.channels_last)
                 record.update(ema_val_loss=m["loss"], ema_val_acc=m["acc1"], ema_val_acc5=m["acc5"])
-        record.update(seconds=time.perf_counter() - t0, images_per_s=seen / (time.perf_counter() - t0))
+        record.update(seconds=time.perf_counter() - t0, images_per_s=seen.item() / (time.perf_counter() - t0))
         history.append(record)
         score = record.get("ema_val_acc", record.get("val_acc"))
         scored = ema.module if ema is not None else model
         if score is not None and (best_acc is None or score > best_acc):
             best_acc, best_epoch = score, epoch
-            if out is not None:
+            if out is not None and replicas.main:
                 save_safetensors(scored.state_dict(), out / "best.safetensors", {"epoch": str(epoch)})
-        if out is not None:
+        rng = distributed.gather_rng(_rng_state()) if out is not None else None
+        if out is not None and replicas.main:
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             _save_checkpoint(
@@ -588,7 +604,8 @@ def fit(
                     model=model.state_dict(),
                     optimizer=opt.state_dict(),
                     ema=ema.module.state_dict() if ema is not None else None,
-                    rng=_rng_state(),
+                    rng=rng[0],
+                    replica_rng=rng[1:],
                 ),
             )
             _plot(history, out / "curves.png")
@@ -596,10 +613,11 @@ def fit(
             shown = {k: f"{v:.4g}" for k, v in record.items() if k not in ("epoch", "step", *_TIME_KEYS)}
             line = f"epoch {epoch}/{config.epochs} " + " ".join(f"{k}={v}" for k, v in shown.items())
             bar.write(line, file=sys.stderr)
-        if on_epoch is not None and on_epoch(record):
+        if on_epoch is not None and distributed.from_main(functools.partial(on_epoch, record)):
             break
     if bar is not None:
         bar.close()
+    distributed.barrier()  # every replica returns once the main one has written
     final = history[-1] if history else {}
     return FitResult(
         history=history,

@@ -50,9 +50,8 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from . import data as datasets
-from . import distributed
 from .errors import ConfigError, DataError, NotFoundError
-from .train import FitResult, TrainConfig, evaluate, fit
+from .train import FitResult, TrainConfig, distributed, evaluate, fit, scored_accuracy
 from .weights import read_state_dict
 from .weights.hub_folder import save_hub_folder
 from .zoo import MODELS, load_model
@@ -186,7 +185,7 @@ def _early_stop(patience: int | None, history: list[dict[str, float]]) -> Callab
     best: dict[str, float] = {"score": -1.0, "epoch": 0}
 
     def on_epoch(record: dict[str, float]) -> bool:
-        score = record.get("ema_val_acc", record["val_acc"])
+        score = scored_accuracy(record)
         if score > best["score"]:
             best.update(score=score, epoch=record["epoch"])
         return patience is not None and record["epoch"] - best["epoch"] >= patience

@@ -30,6 +30,7 @@ from .complexity import count_mult_adds, count_params
 from .errors import ConfigError
 from .genotype import Genotype
 from .network import NASNet
+from .train import scored_accuracy
 from .weights import WeightsError, check_state_dict, read_state_dict
 from .weights.common import file_digest
 from .weights.hub_folder import save_hub_folder
@@ -218,5 +219,5 @@ def _val_acc(folder: Path, epoch: int | None) -> float | None:
     for line in metrics.read_text().splitlines():
         record = json.loads(line)
         if record.get("epoch") == epoch:
-            return record.get("ema_val_acc", record.get("val_acc"))
+            return scored_accuracy(record)
     return None

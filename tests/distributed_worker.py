@@ -1,8 +1,9 @@
 """The replicas' side of test_distributed_runs.py: ``torchrun -m tests.distributed_worker JOB OUT``.
 
 Jobs: ``compare`` trains the tiny nets of `SCENARIOS`, evaluates a fixed net (the test repeats both in one
-process) and does ``run`` into ``OUT/whole``; ``run`` trains `RUN_CONFIG` into ``OUT`` (``--kill-at K``: replica 1 SIGKILLs itself at its K-th
-training forward), ``resume`` continues that run. Rank 0 saves what the test compares to ``OUT/JOB.pt``.
+process) and does ``run`` into ``OUT/whole``; ``run`` trains `RUN_CONFIG` into ``OUT`` (``--kill-at K``:
+replica 1 SIGKILLs itself at its K-th training forward), ``resume``
+continues that run. Rank 0 saves what the test compares under ``OUT``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from nasnet_zoo import distributed
 from nasnet_zoo.data import digits
-from nasnet_zoo.train import TrainConfig, evaluate, fit
+from nasnet_zoo.train import TrainConfig, distributed, evaluate, fit
 
 CONFIG = TrainConfig(
     epochs=2, batch_size=32, optimizer="rmsprop", lr=0.02, schedule="exponential", lr_decay=0.9, lr_decay_epochs=0.5,

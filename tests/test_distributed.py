@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from nasnet_zoo import distributed
-from nasnet_zoo.distributed import EvalShards, TrainShards, convert_sync_batchnorm, global_order, reduce_eval
 from nasnet_zoo.errors import ConfigError
+from nasnet_zoo.train import distributed, launch
+from nasnet_zoo.train.distributed import EvalShards, TrainShards, convert_sync_batchnorm, global_order, reduce_eval
 
 
 @pytest.mark.parametrize("world", [2, 4])
@@ -81,12 +81,12 @@ def test_global_batchnorm_is_batchnorm_on_one_replica():
 
 
 def test_torchrun_command_runs_one_machine_without_restarts():
-    cmd = distributed.torchrun_command(["-m", "nasnet_zoo.cli", "train", "cifar10"], 8)
+    cmd = launch.torchrun_command(["-m", "nasnet_zoo.cli", "train", "cifar10"], 8)
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert "--standalone" in cmd and "--nproc-per-node=8" in cmd and "--max-restarts=0" in cmd
     assert cmd[-4:] == ["-m", "nasnet_zoo.cli", "train", "cifar10"]
     with pytest.raises(ConfigError):
-        distributed.torchrun_command(["x.py"], 0)
+        launch.torchrun_command(["x.py"], 0)
 
 
 def test_one_process_is_one_replica(monkeypatch):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nasnet_zoo import distributed
 from nasnet_zoo.errors import RunError
-from nasnet_zoo.train import fit
+from nasnet_zoo.train import distributed, fit
+from nasnet_zoo.train import launch as launching
 from tests import distributed_worker as worker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def launch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """Two replicas of the worker; a hang fails the test at ``timeout`` (a dead replica must end the job)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", distributed.TIMEOUT_ENV: "60"}
-    cmd = distributed.torchrun_command(["-m", "tests.distributed_worker", *args], 2)
+    cmd = launching.torchrun_command(["-m", "tests.distributed_worker", *args], 2)
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -108,7 +108,7 @@ def test_launch_names_the_failure(tmp_path, capfd):
     script = tmp_path / "fail.py"
     script.write_text("import os, sys\nsys.exit(3 if os.environ['RANK'] == '1' else 0)\n")
     with pytest.raises(RunError, match=r"2 replicas failed.*--resume"):
-        distributed.launch([str(script)], 2)
+        launching.launch([str(script)], 2)
     assert "exitcode" in capfd.readouterr().err
 
 
@@ -116,7 +116,7 @@ def test_cli_nproc_relaunches_itself_under_torchrun(monkeypatch, tmp_path):
     from nasnet_zoo.cli import main
 
     seen = []
-    monkeypatch.setattr(distributed, "launch", lambda target, nproc: seen.append((list(target), nproc)))
+    monkeypatch.setattr(launching, "launch", lambda target, nproc: seen.append((list(target), nproc)))
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k, raising=False)
     argv = ["finetune", "nasnet_cifar", "digits", "--no-pretrained", "--nproc", "2", "--epochs", "1"]

@@ -21,7 +21,7 @@ NPROC.add_argument(
 
 def _as_replicas(args: argparse.Namespace) -> bool:
     """With ``--nproc N > 1`` outside torchrun: run this very command line on N local replicas; True when done."""
-    from .. import distributed
+    from ..train import distributed, launch
 
     if args.nproc == 1 or distributed.under_torchrun():
         return False
@@ -32,7 +32,7 @@ def _as_replicas(args: argparse.Namespace) -> bool:
             rest.pop(0)
         elif not token.startswith("--nproc="):
             argv.append(token)
-    distributed.launch(["-m", "nasnet_zoo.cli", *argv], args.nproc)
+    launch.launch(["-m", "nasnet_zoo.cli", *argv], args.nproc)
     return True
 
 
@@ -52,8 +52,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def train(args: argparse.Namespace) -> None:
-    from .. import distributed
-    from ..train import run_recipe
+    from ..train import distributed, run_recipe
 
     if _as_replicas(args):
         return
@@ -97,9 +96,9 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def finetune(args: argparse.Namespace) -> None:
-    from .. import distributed
     from ..finetune import FINETUNE_CONFIG
     from ..finetune import finetune as run
+    from ..train import distributed
 
     if _as_replicas(args):
         return

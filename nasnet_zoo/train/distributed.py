@@ -11,7 +11,6 @@ Public API::
     reduce_eval(rows, shards, width)    exact evaluation totals from every replica's per-batch sums
     convert_sync_batchnorm(model)       BatchNorms that normalise over the global batch (CPU and CUDA)
     average_bn_statistics(model)        make per-replica BN running statistics the replicas' mean
-    torchrun_command(target, nproc), launch(target, nproc)   run a module or script on N local replicas
 
 Semantics:
 
@@ -30,7 +29,7 @@ Semantics:
   once and the totals are bit for bit those of one process with the same ``E``.
 * Failure in bounded time: the process group has a timeout (``NASNET_ZOO_DIST_TIMEOUT`` seconds, default 600)
   after which a collective that waits for a lost replica raises; torchrun (``--max-restarts 0``) ends the other
-  replicas as soon as one exits with an error or is killed, and names it; `launch` turns that into a `RunError`.
+  replicas as soon as one exits with an error or is killed, and names it (`launch` runs torchrun for one machine).
 """
 
 from __future__ import annotations
@@ -40,11 +39,8 @@ import inspect
 import math
 import os
 import random
-import subprocess
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -52,8 +48,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
-from .errors import ConfigError, RunError
-from .runtime import derive_seed
+from ..errors import ConfigError
+from ..runtime import derive_seed
 
 TIMEOUT_ENV = "NASNET_ZOO_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600.0
@@ -398,25 +394,3 @@ def average_bn_statistics(model: nn.Module) -> None:
     flat /= world_size()
     for t, v in zip(stats, flat.split([t.numel() for t in stats]), strict=True):
         t.copy_(v.reshape(t.shape))
-
-
-# --- launching ----------------------------------------------------------------------------------------------------
-def torchrun_command(target: Sequence[str], nproc: int) -> list[str]:
-    """torchrun on this machine for ``nproc`` replicas of ``target`` (``["-m", "module", args...]`` or
-    ``["script.py", args...]``): a local rendezvous on a free port, no restarts."""
-    if nproc < 1:
-        raise ConfigError(f"--nproc must be >= 1, got {nproc}")
-    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
-    return [*run, "--max-restarts=0", *target]
-
-
-def launch(target: Sequence[str], nproc: int, *, cwd: str | Path | None = None) -> None:
-    """Run ``target`` on ``nproc`` local replicas through torchrun and wait. A replica that raises or dies ends
-    the others (torchrun names it, with its exit code or signal) and this raises `RunError`."""
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    result = subprocess.run(torchrun_command(target, nproc), env=env, cwd=cwd, check=False)
-    if result.returncode != 0:
-        raise RunError(
-            f"the run on {nproc} replicas failed (torchrun exit status {result.returncode}; its report above names "
-            "the replica and the cause); the last checkpoint is intact: fix the cause and rerun with --resume"
-        )

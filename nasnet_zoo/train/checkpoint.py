@@ -1,0 +1,68 @@
+"""The checkpoint ``last.pt`` a run can be resumed from, bit-exactly on CPU: model, optimiser, EMA, the RNG
+states of torch, CUDA, numpy and ``random``, and the run's progress; loading it checks that it belongs to the
+same settings and data."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..files import atomic_write
+from .config import TrainConfig
+
+CHECKPOINT = "last.pt"
+FORMAT = "nasnet-zoo-train-1"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed ``random``, numpy and torch (every device) with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """The RNG states of torch, CUDA, numpy and ``random``, as tensors and plain values (``weights_only`` loads)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return dict(
+        torch=torch.get_rng_state(),
+        cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=pos, has_gauss=has_gauss, gauss=gauss),
+        python=random.getstate(),
+    )
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` returned (CUDA's only on as many devices as it was saved from)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    s = state["numpy"]
+    np.random.set_state((s["kind"], s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["gauss"]))
+    random.setstate(state["python"])
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically and durably (a resume relies on it)."""
+    atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **state}, tmp), durable=True)
+
+
+def load_checkpoint(path: Path, config: TrainConfig, steps_per_epoch: int) -> dict[str, Any]:
+    """The checkpoint at ``path``, after checking it was written with ``config`` and as many steps per epoch."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    saved = state["config"]
+    diff = {k: (saved.get(k), v) for k, v in dataclasses.asdict(config).items() if saved.get(k) != v}
+    if diff:
+        changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"{path} was written with another TrainConfig ({changes}); resume with the same settings")
+    if state["steps_per_epoch"] != steps_per_epoch:
+        raise ValueError(
+            f"{path} was written with {state['steps_per_epoch']} steps per epoch, the data now gives "
+            f"{steps_per_epoch}: resume with the same training data and batch size"
+        )
+    return state

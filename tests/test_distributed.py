@@ -100,3 +100,13 @@ def test_one_process_is_one_replica(monkeypatch):
     monkeypatch.setenv(distributed.TIMEOUT_ENV, "soon")
     with pytest.raises(ConfigError, match="seconds"):
         distributed.timeout()
+
+
+def test_recipes_state_their_published_topology():
+    from nasnet_zoo.train import RECIPES
+
+    topology = {name: r.topology for name, r in RECIPES.items()}
+    assert topology == {"cifar10": "1 x 32", "imagenet-mobile": "50 x 32", "imagenet-large": "100 x 16"}
+    for r in RECIPES.values():  # on the published number of replicas each takes the published batch
+        per_replica = distributed.per_replica_batch(r.config.batch_size, distributed.Replicas(world_size=r.replicas))
+        assert per_replica == r.replica_batch

@@ -15,7 +15,8 @@ Public API::
 
 Modules: `config` (TrainConfig), `optim` (RMSpropTF, ModelEma, learning_rate), `loop` (fit), `batches` (data
 to batches on a device), `evaluate` (evaluate, scored_accuracy), `checkpoint` (last.pt and RNG states),
-`outputs` (metrics.jsonl, curves.png, the epoch line), `recipes` (the paper's runs).
+`outputs` (metrics.jsonl, curves.png, the epoch line), `recipes` (the paper's runs), `distributed` (replicas
+under torchrun: shards, sums, BatchNorm across replicas), `launch` (torchrun for ``--nproc N``).
 
 For example, a searched cell as a small child network on the bundled digits (about 4 s an epoch on one core)::
 
@@ -53,6 +54,16 @@ fully reproducible run); each epoch's shuffle is drawn from a generator seeded b
 step, history; the schedule is a function of the step) and ``resume=True`` continues from it: on CPU the result
 is bit-identical to an uninterrupted run. ``out_dir`` also gets ``metrics.jsonl`` (one line per epoch),
 ``curves.png`` and ``best.safetensors`` (the scored weights of the best validation epoch).
+
+Data parallel: under ``torchrun`` the same ``fit`` runs on every replica (DistributedDataParallel; NCCL on
+CUDA, gloo on CPU). ``batch_size`` is the global batch; each replica takes its slice of every batch of the one
+(seed, epoch) order, so the steps, the schedule and ScheduledDropPath follow the global step as in one process.
+BatchNorm normalises per replica (``sync_bn=True``: over the global batch); its running statistics are averaged
+after every step, so the weights and the EMA are the same on every replica. Evaluation is sharded and reduced
+exactly; the main replica (rank 0) alone writes; a checkpoint holds every replica's RNG states and resumes on
+any number of replicas that divides the global batch. A Dataset's examples are read with generators seeded by
+(seed, epoch, example) (`distributed.SeededExamples`), so augmentation does not depend on the DataLoader
+workers, the number of replicas or a resume. `distributed` has the details.
 """
 
 from __future__ import annotations

@@ -52,6 +52,9 @@ from torch.utils.data import Dataset, Subset
 from . import data as datasets
 from .errors import ConfigError, DataError, NotFoundError
 from .train import FitResult, TrainConfig, distributed, evaluate, fit, scored_accuracy
+from .train.divergence import check_weights
+from .train.outputs import BEST, METRICS
+from .train.run_folder import OUTPUTS, claim
 from .weights import read_state_dict
 from .weights.hub_folder import save_hub_folder
 from .zoo import MODELS, load_model
@@ -212,9 +215,11 @@ def finetune(
     val_fraction: float = 0.25,
     split_seed: int = 0,
     resume: bool = False,
+    overwrite: bool = False,
     device: str | torch.device | None = None,
     num_workers: int = 0,
     progress: bool = False,
+    quiet: bool = False,
     **model_kwargs: Any,
 ) -> FinetuneResult:
     """Fine-tune ``name`` (see `zoo.load_model`; random initialisation only with ``pretrained=False``) on ``data``
@@ -228,8 +233,12 @@ def finetune(
         img_size: the training and evaluation input size (default: the model's).
         eval_style: validation preprocessing of image folders, "tf" (crop 0.875, bilinear) or "timm".
         val_fraction, split_seed: the fixed per-class split of data without a ``val/`` folder (and of the digits).
-        resume: continue the run in ``out_dir`` from its last checkpoint.
+        resume, overwrite: continue the run in ``out_dir`` from its last checkpoint, or replace the earlier run
+            there (its checkpoint, metrics, best weights and export); a folder with outputs needs one of them.
+        progress, quiet: `train.fit`'s (a step bar; no epoch lines).
         model_kwargs: more `create_model` arguments (``num_cells``, ``filters``, ``in_chans``, ``genotype``, ...).
+
+    Raises `TrainingError` when training diverges; nothing non-finite is exported.
     """
     if freeze_backbone and backbone_lr_scale != 1.0:
         raise ConfigError("freeze_backbone and backbone_lr_scale exclude each other: a frozen backbone does not train")
@@ -241,48 +250,64 @@ def finetune(
     classes = data_classes(data)
     if img_size is not None:
         model_kwargs["img_size"] = img_size
-    torch.manual_seed(config.seed)  # the new head's initialisation follows the seed
-    model, source = load_model(
-        name, pretrained=pretrained, weights=weights, cache_dir=cache_dir, num_classes=len(classes), **model_kwargs
-    )
-    cfg = dict(model.pretrained_cfg)
-    size = img_size or int(cfg["input_size"][-1])
-    train, val, _ = finetune_data(data, cfg, size, model.in_chans, eval_style, val_fraction, split_seed)
-
-    hook = _freeze_backbone(model) if freeze_backbone else None
-    groups = None
-    if backbone_lr_scale != 1.0:
-        backbone = backbone_parameter_names(model)
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        groups = [
-            dict(params=[p for n, p in named if n in backbone], lr_scale=backbone_lr_scale),
-            dict(params=[p for n, p in named if n not in backbone]),
-        ]
-    history = []
-    if resume and (out / "metrics.jsonl").is_file():
-        history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
-    stop = _early_stop(patience, history)
-    result = fit(
-        model, train, val, config, out, resume=resume, device=device, num_workers=num_workers, progress=progress,
-        on_epoch=stop, param_groups=groups,
-    )  # fmt: skip
-    if hook is not None:
-        hook.remove()
-        model.requires_grad_(True)
-    model.load_state_dict(read_state_dict(out / "best.safetensors"))
-    model.eval()
-
-    crop_pct, interpolation = (1.0, "bilinear") if str(data) == "digits" else datasets.eval_crop(cfg, eval_style)
-    data_config = dict(input_size=(model.in_chans, size, size), crop_pct=crop_pct, interpolation=interpolation)
-    description = (
-        f"fine-tuned on {data} ({len(classes)} classes) from {source}: best validation top-1 "
-        f"{100 * result.best_val_acc:.2f} % at epoch {result.best_epoch}"
-    )
-    export = out / EXPORT_FOLDER
-    if distributed.is_main():  # one writer among data-parallel replicas
-        save_finetuned(model, export, classes=classes, data_config=data_config, description=description)
+    with claim(out, resume=resume, overwrite=overwrite, outputs=(*OUTPUTS, EXPORT_FOLDER)):
+        torch.manual_seed(config.seed)  # the new head's initialisation follows the seed
+        model, source = load_model(
+            name, pretrained=pretrained, weights=weights, cache_dir=cache_dir, num_classes=len(classes),
+            **model_kwargs,
+        )  # fmt: skip
+        cfg = dict(model.pretrained_cfg)
+        size = img_size or int(cfg["input_size"][-1])
+        train, val, _ = finetune_data(data, cfg, size, model.in_chans, eval_style, val_fraction, split_seed)
+        hook = _freeze_backbone(model) if freeze_backbone else None
+        history = _history(out) if resume else []
+        result = fit(
+            model, train, val, config, out, resume=resume, device=device, num_workers=num_workers,
+            progress=progress, quiet=quiet, on_epoch=_early_stop(patience, history),
+            param_groups=_param_groups(model, backbone_lr_scale),
+        )  # fmt: skip
+        if hook is not None:
+            hook.remove()
+            model.requires_grad_(True)
+        model.load_state_dict(read_state_dict(out / BEST))
+        crop_pct, interpolation = (1.0, "bilinear") if str(data) == "digits" else datasets.eval_crop(cfg, eval_style)
+        data_config = dict(input_size=(model.in_chans, size, size), crop_pct=crop_pct, interpolation=interpolation)
+        what = f"{data} ({len(classes)} classes) from {source}"
+        export = out / EXPORT_FOLDER
+        model.eval()
+        if distributed.is_main():  # one writer among data-parallel replicas
+            _export(model, export, what, result, classes, data_config)
     stopped = len(result.history) < config.epochs
     return FinetuneResult(model, result, source, classes, export, stopped)
+
+
+def _export(
+    model: nn.Module, folder: Path, what: str, result: FitResult, classes: list[str], data_config: dict[str, Any]
+) -> Path:
+    """The best epoch's model as the zoo's Hub folder, described by what it was fine-tuned on and how well."""
+    description = (
+        f"fine-tuned on {what}: best validation top-1 {100 * result.best_val_acc:.2f} % at epoch {result.best_epoch}"
+    )
+    return save_finetuned(model, folder, classes=classes, data_config=data_config, description=description)
+
+
+def _param_groups(model: nn.Module, backbone_lr_scale: float) -> list[dict[str, Any]] | None:
+    """`fit`'s parameter groups: the backbone at ``backbone_lr_scale`` x the lr, the head at the lr (None: one
+    group, when the scale is 1)."""
+    if backbone_lr_scale == 1.0:
+        return None
+    backbone = backbone_parameter_names(model)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return [
+        dict(params=[p for n, p in named if n in backbone], lr_scale=backbone_lr_scale),
+        dict(params=[p for n, p in named if n not in backbone]),
+    ]
+
+
+def _history(out: Path) -> list[dict[str, float]]:
+    """The epochs a run in ``out`` has recorded (its metrics.jsonl), for the early stop of a resumed run."""
+    metrics = out / METRICS
+    return [json.loads(line) for line in metrics.read_text().splitlines() if line] if metrics.is_file() else []
 
 
 def _per_channel(values: Sequence[float], channels: int) -> tuple[float, ...]:
@@ -303,7 +328,9 @@ def save_finetuned(
 
     ``data_config`` (timm's keys: input_size, crop_pct, interpolation, mean, std) records the preprocessing
     (default: the model's pretrained cfg, at the model's input channels); ``classes`` become ``label_names``.
+    A model with a non-finite weight is refused (`TrainingError`) and nothing is written.
     """
+    check_weights(model, "the weights to export")
     cfg, c = model.pretrained_cfg, model.in_chans
     pretrained_cfg = {
         "input_size": (c, *cfg["input_size"][1:]),

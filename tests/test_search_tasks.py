@@ -60,7 +60,7 @@ def test_digits_child_is_a_real_network_that_learns() -> None:
 def test_a_diverging_child_becomes_a_journaled_error() -> None:
     outcome = run_job(DigitsTask(lr=1e10, epochs=1, batch_size=256), Job(7, NASNET_A, 0), "here")
     assert outcome.id == 7 and outcome.reward is None
-    assert outcome.error.startswith("FloatingPointError: training loss is nan in epoch 1")
+    assert outcome.error.startswith("TrainingError: training diverged at step 4 (loss nan)")
 
 
 def test_cifar10_child_is_the_papers_and_says_what_data_it_needs(tmp_path: Path) -> None:

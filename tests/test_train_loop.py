@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from nasnet_zoo.data import digits
+from nasnet_zoo.errors import RunError, TrainingError
 from nasnet_zoo.train import TrainConfig, evaluate, fit, run_recipe
 from nasnet_zoo.weights import read_state_dict
 from tests.train_testing import TwoHeads, data_gradients, one_sgd_step, small_net, tiny_nasnet, without_time
@@ -159,7 +160,7 @@ def test_digits_learn_and_run_outputs(digits_data, tmp_path: Path) -> None:
     best.load_state_dict(read_state_dict(tmp_path / "best.safetensors"))
     assert evaluate(best, val, device="cpu")["acc1"] == result.best_val_acc
 
-    with pytest.raises(FileExistsError, match="resume=True"):
+    with pytest.raises(RunError, match="resume=True"):
         fit(tiny_nasnet(), train, val, cfg, tmp_path)
     with pytest.raises(ValueError, match=r"lr: 0\.05 -> 0\.1"):
         fit(tiny_nasnet(), train, val, dataclasses.replace(cfg, lr=0.1), tmp_path, resume=True)
@@ -189,7 +190,7 @@ def test_bad_input_errors() -> None:
     model = small_net()
     with torch.no_grad():
         model[3].weight.fill_(float("nan"))
-    with pytest.raises(FloatingPointError, match="training loss is nan"):
+    with pytest.raises(TrainingError, match=r"training diverged at step 1 \(loss nan\)"):
         fit(model, (torch.randn(8, 4), torch.zeros(8, dtype=torch.long)), None, TrainConfig(epochs=1, batch_size=4))
 
 

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from .options import ARCHITECTURE, CACHE, DEVICE, WEIGHTS, WORKERS, Command, count, fraction, model_kwargs
 
-_RESUME = dict(action="store_true", help="continue the run in --out from its last checkpoint")
+
+def _run_folder_arguments(p: argparse.ArgumentParser) -> None:
+    """What to do with an --out that holds an earlier run, and how much to print."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    g.add_argument("--overwrite", action="store_true", help="start afresh in --out, replacing the run there")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no line per epoch")
 
 NPROC = argparse.ArgumentParser(add_help=False)
 NPROC.add_argument(
@@ -47,7 +53,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=count, help="train for E epochs instead of the recipe's")
     p.add_argument("--batch-size", type=count, help="rescale the recipe to this batch (lr linear, EMA horizon kept)")
     p.add_argument("--out", type=Path, help="run folder: checkpoints, metrics.jsonl, curves.png (runs/train-RECIPE)")
-    p.add_argument("--resume", **_RESUME)
+    _run_folder_arguments(p)
     p.add_argument("--download", action="store_true", help="cifar10: download the dataset if absent (online)")
 
 
@@ -60,8 +66,8 @@ def train(args: argparse.Namespace) -> None:
     out = args.out or Path("runs") / f"train-{args.recipe}"
     result = run_recipe(
         args.recipe, args.data_dir, model=args.model, epochs=args.epochs, batch_size=args.batch_size, out_dir=out,
-        resume=args.resume, download=args.download, device=args.device, num_workers=args.workers, progress=True,
-        **model_kwargs(args),
+        resume=args.resume, overwrite=args.overwrite, download=args.download, device=args.device,
+        num_workers=args.workers, progress=True, quiet=args.quiet, **model_kwargs(args),
     )  # fmt: skip
     summary = dict(out=str(out), epochs=len(result.history), steps=result.steps, seconds=round(result.seconds, 1))
     summary.update(final_val_acc=result.final_val_acc, best_val_acc=result.best_val_acc, best_epoch=result.best_epoch)
@@ -92,7 +98,7 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-style", choices=["tf", "timm"], default="tf", help="validation preprocessing of folders")
     g.add_argument("--val-fraction", type=fraction, default=0.25, help="split off per class when there is no val/")
     g.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--resume", **_RESUME)
+    _run_folder_arguments(p)
 
 
 def finetune(args: argparse.Namespace) -> None:
@@ -114,8 +120,8 @@ def finetune(args: argparse.Namespace) -> None:
         args.model, args.data, out, config=config, pretrained=not args.no_pretrained, weights=args.weights,
         cache_dir=args.cache_dir, freeze_backbone=args.freeze_backbone, backbone_lr_scale=args.backbone_lr_scale,
         patience=args.patience, img_size=args.img_size, eval_style=args.eval_style, val_fraction=args.val_fraction,
-        split_seed=args.split_seed, resume=args.resume, device=args.device, num_workers=args.workers, progress=True,
-        **kwargs,
+        split_seed=args.split_seed, resume=args.resume, overwrite=args.overwrite, device=args.device,
+        num_workers=args.workers, progress=True, quiet=args.quiet, **kwargs,
     )  # fmt: skip
     if distributed.is_main():
         print(json.dumps(result.summary(), indent=2))

@@ -4,8 +4,8 @@ all train, and its pieces.
 Public API::
 
     TrainConfig(...)                    every setting of the loop; frozen; ``.scaled(batch_size)`` for another batch
-    fit(model, train_data, val_data=None, config=TrainConfig(), out_dir=None, *, resume=False, device=None,
-        num_workers=0, progress=False, on_epoch=None, param_groups=None) -> FitResult
+    fit(model, train_data, val_data=None, config=TrainConfig(), out_dir=None, *, resume=False, overwrite=False,
+        device=None, num_workers=0, progress=False, quiet=False, on_epoch=None, param_groups=None) -> FitResult
     FitResult                           history (one dict per epoch), final/best validation accuracy, EMA model
     evaluate(model, data, *, batch_size=256, device=None, precision="auto", num_workers=0, progress=False) -> dict
     learning_rate(config, step, steps_per_epoch) -> float   the schedule: a pure function of the global step
@@ -15,8 +15,9 @@ Public API::
 
 Modules: `config` (TrainConfig), `optim` (RMSpropTF, ModelEma, learning_rate), `loop` (fit), `batches` (data
 to batches on a device), `evaluate` (evaluate, scored_accuracy), `checkpoint` (last.pt and RNG states),
-`outputs` (metrics.jsonl, curves.png, the epoch line), `recipes` (the paper's runs), `distributed` (replicas
-under torchrun: shards, sums, BatchNorm across replicas), `launch` (torchrun for ``--nproc N``).
+`outputs` (metrics.jsonl, curves.png, the epoch line), `divergence` (the loss and weight checks), `run_folder`
+(one owner per output folder, what a new run may find there), `recipes` (the paper's runs), `distributed`
+(replicas under torchrun: shards, sums, BatchNorm across replicas), `launch` (torchrun for ``--nproc N``).
 
 For example, a searched cell as a small child network on the bundled digits (about 4 s an epoch on one core)::
 
@@ -54,6 +55,12 @@ fully reproducible run); each epoch's shuffle is drawn from a generator seeded b
 step, history; the schedule is a function of the step) and ``resume=True`` continues from it: on CPU the result
 is bit-identical to an uninterrupted run. ``out_dir`` also gets ``metrics.jsonl`` (one line per epoch),
 ``curves.png`` and ``best.safetensors`` (the scored weights of the best validation epoch).
+
+Run folders and divergence: ``fit`` holds ``out_dir`` for the run's life (`nasnet_zoo.files.RunLock`; a second
+process gets `RunError` naming the holder). A folder with an earlier run's outputs is refused unless
+``resume=True`` continues it or ``overwrite=True`` replaces it. The loss is checked every
+``config.check_loss_every`` steps and the weights (and EMA) at the end of every epoch, before anything is written:
+a diverged run raises `TrainingError` naming the step, and never leaves non-finite weights as best or last.
 
 Data parallel: under ``torchrun`` the same ``fit`` runs on every replica (DistributedDataParallel; NCCL on
 CUDA, gloo on CPU). ``batch_size`` is the global batch; each replica takes its slice of every batch of the one

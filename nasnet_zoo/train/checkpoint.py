@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..files import atomic_write
-from .config import TrainConfig
+from .config import UNSCORED, TrainConfig
 
 CHECKPOINT = "last.pt"
 FORMAT = "nasnet-zoo-train-1"
@@ -56,7 +56,8 @@ def load_checkpoint(path: Path, config: TrainConfig, steps_per_epoch: int) -> di
     """The checkpoint at ``path``, after checking it was written with ``config`` and as many steps per epoch."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     saved = state["config"]
-    diff = {k: (saved.get(k), v) for k, v in dataclasses.asdict(config).items() if saved.get(k) != v}
+    current = {k: v for k, v in dataclasses.asdict(config).items() if k not in UNSCORED}
+    diff = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
     if diff:
         changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"{path} was written with another TrainConfig ({changes}); resume with the same settings")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 OPTIMIZERS = ("sgd", "rmsprop")
 SCHEDULES = ("cosine", "exponential", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
+UNSCORED = ("check_loss_every",)  # settings that change no result: a run may resume with other values
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class TrainConfig:
     sync_bn: bool = False  # several replicas: BatchNorm over the global batch (default: each replica's own)
     eval_batch_size: int | None = None  # per replica; default 2 x batch_size / W
     seed: int = 0
+    check_loss_every: int = 10  # steps between checks that the loss is finite (one device sync each)
 
     def __post_init__(self) -> None:
         def need(ok: bool, what: str) -> None:
@@ -53,6 +55,7 @@ class TrainConfig:
         need(self.warmup_epochs >= 0 and self.aux_weight >= 0, "warmup_epochs and aux_weight must be >= 0")
         need(self.clip_grad_norm is None or self.clip_grad_norm > 0, "clip_grad_norm must be > 0 or None")
         need(self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1) or None")
+        need(self.check_loss_every >= 1, f"check_loss_every must be >= 1 step, got {self.check_loss_every}")
 
     def scaled(self, batch_size: int) -> TrainConfig:
         """The same run at another batch size: lr scaled linearly (as TF-slim's notes scale it with the number

@@ -84,7 +84,10 @@ def under_torchrun() -> bool:
 
 
 def rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    """This process's rank: in the process group, or as torchrun numbered it before the group is joined."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ["RANK"]) if under_torchrun() else 0
 
 
 def world_size() -> int:

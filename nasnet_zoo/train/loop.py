@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -28,8 +27,10 @@ from . import distributed, outputs
 from .batches import Batches, autocast_dtype
 from .checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from .config import TrainConfig
+from .divergence import LossWatch, check_weights
 from .evaluate import evaluate_batches, scored_accuracy, split_output
 from .optim import ModelEma, RMSpropTF, learning_rate
+from .run_folder import claim
 
 
 @dataclass
@@ -126,15 +127,6 @@ def _loss(out: Any, y: torch.Tensor, config: TrainConfig) -> tuple[torch.Tensor,
 
 
 # --- the steps of a run -------------------------------------------------------------------------------------------
-def _check_out(out: Path | None, resume: bool) -> None:
-    """A fresh run needs a folder without a run in it; a resume needs a checkpoint."""
-    ckpt = out / CHECKPOINT if out is not None else None
-    if resume and (ckpt is None or not ckpt.is_file()):
-        raise FileNotFoundError(f"nothing to resume: no checkpoint at {ckpt}; run without resume to start afresh")
-    if not resume and ckpt is not None and ckpt.exists():
-        raise FileExistsError(f"{out} already holds a run ({ckpt}): pass resume=True to continue it, or a new out_dir")
-
-
 def _resume(trainer: _Trainer, ckpt: Path) -> _Progress:
     """Restore weights, optimiser, EMA and RNG states from ``ckpt``; return where the run stood."""
     state = distributed.from_main(lambda: load_checkpoint(ckpt, trainer.config, trainer.steps_per_epoch))
@@ -155,8 +147,10 @@ def _train_epoch(trainer: _Trainer, train: Batches, progress: _Progress, bar: An
     loss_sum = torch.zeros((), dtype=torch.float64, device=trainer.device)
     correct = torch.zeros((), dtype=torch.long, device=trainer.device)
     seen = 0
+    watch = LossWatch(trainer.config.check_loss_every, trainer.config.lr)
     for x, y in train.epoch(progress.epoch):
         loss, logits = trainer.step(x, y, progress.step)
+        watch.add(loss, progress.step)
         progress.step += 1
         loss_sum += loss * len(y)
         correct += (logits.argmax(1) == y).sum()
@@ -165,18 +159,17 @@ def _train_epoch(trainer: _Trainer, train: Batches, progress: _Progress, bar: An
             bar.update()
             if progress.step % 50 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{trainer.lr(progress.step - 1):.3g}", refresh=False)
+    watch.check()
     progress.epoch += 1
+    for model, whose in ((trainer.model, "the weights"), (trainer.ema and trainer.ema.module, "the EMA weights")):
+        if model is not None:
+            check_weights(model, f"{whose} after epoch {progress.epoch}", trainer.config.lr)
     loss_sum, correct, total = distributed.all_sum(loss_sum, correct, torch.tensor(seen))  # over the replicas
     seen = int(total.item())
     record: dict[str, float] = dict(
         epoch=progress.epoch, step=progress.step, lr=trainer.lr(progress.step - 1),
         train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen,
     )  # fmt: skip
-    if not math.isfinite(record["train_loss"]):
-        raise FloatingPointError(
-            f"training loss is {record['train_loss']} in epoch {progress.epoch}: lower the learning rate or clip "
-            "gradients"
-        )
     return record, seen
 
 
@@ -218,11 +211,47 @@ def _save(trainer: _Trainer, progress: _Progress, out: Path) -> None:
 
 
 def _bar(progress: bool, total: int, initial: int) -> Any:
+    """A tqdm bar over the steps, when asked for and tqdm is installed."""
     if not progress:
         return None
-    from tqdm import tqdm
-
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with the search extra; the epoch lines remain
+        return None
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+
+def _report(bar: Any, record: dict[str, float], epochs: int) -> None:
+    """The epoch's line on stderr (through the bar, when there is one, so the two do not tangle)."""
+    line = outputs.epoch_line(record, epochs)
+    if bar is not None:
+        bar.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _batches(
+    model: nn.Module,
+    train_data: Any,
+    val_data: Any,
+    config: TrainConfig,
+    replicas: distributed.Replicas,
+    num_workers: int,
+) -> tuple[Batches, Batches | None]:
+    """Put the model on its device (global BatchNorms, channels-last when asked) and this replica's share of the
+    data into batches there."""
+    model.to(replicas.device)
+    if config.sync_bn and replicas.active:
+        distributed.convert_sync_batchnorm(model, replicas.device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    train = Batches(train_data, config.batch_size, True, config.seed, replicas, num_workers)
+    if len(train) == 0:
+        raise ValueError("the training data has no examples")
+    if val_data is None:
+        return train, None
+    batch = config.eval_batch_size or 2 * distributed.per_replica_batch(config.batch_size, replicas)
+    return train, Batches(val_data, batch, False, 0, replicas, num_workers)
 
 
 # --- the loop -----------------------------------------------------------------------------------------------------
@@ -234,9 +263,11 @@ def fit(
     out_dir: str | Path | None = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     device: str | torch.device | None = None,
     num_workers: int = 0,
     progress: bool = False,
+    quiet: bool = False,
     on_epoch: Callable[[dict[str, float]], bool | None] | None = None,
     param_groups: list[dict[str, Any]] | None = None,
 ) -> FitResult:
@@ -247,61 +278,55 @@ def fit(
         train_data, val_data: a DataLoader, TensorDataset, ``(x, y)`` tensors or a map-style Dataset.
         config: the `TrainConfig` (default: ``TrainConfig()``).
         out_dir: where checkpoints, metrics.jsonl, curves.png and best.safetensors go; None writes nothing.
+            This process holds the folder for the run's life (a second one gets `RunError` naming it).
         resume: continue the run in ``out_dir`` from its last checkpoint (same config and data required).
+        overwrite: start afresh in an ``out_dir`` that holds an earlier run, removing its outputs; without it
+            such a folder is refused.
         device: default CUDA when available, else CPU; under torchrun ``cuda:LOCAL_RANK`` on CUDA.
         num_workers: DataLoader workers for a Dataset, per replica (ignored for tensors and given DataLoaders).
-        progress: show a tqdm bar and a line per epoch.
+        progress: show a tqdm bar over the steps.
+        quiet: print nothing (by default one line per epoch goes to stderr).
         on_epoch: called with each epoch's record after its checkpoint is written; returning True stops (on
             several replicas it runs on the main one, and its answer stops them all).
         param_groups: optimizer groups, each ``dict(params=[...], lr_scale=s)`` (lr = s x the schedule's);
             default: one group of every parameter with ``requires_grad``.
 
-    Raises FloatingPointError when the training loss is not finite at the end of an epoch.
+    Raises `TrainingError` when the loss (checked every ``config.check_loss_every`` steps) or the weights (checked
+    every epoch, before anything is written) are not finite.
     """
     config = config or TrainConfig()
     replicas = distributed.setup(device)  # one, or this process's place among torchrun's replicas
     device = replicas.device
     out = Path(out_dir) if out_dir is not None else None
-    if replicas.main:
-        _check_out(out, resume)
+    with claim(out, resume=resume, overwrite=overwrite):  # by the main replica only
+        seed_everything(distributed.replica_seed(config.seed, replicas.rank))
+        train, val = _batches(model, train_data, val_data, config, replicas, num_workers)
+        trainer = _Trainer(model, config, device, len(train), param_groups, replicas)
+        state = _resume(trainer, out / CHECKPOINT) if resume and out is not None else _Progress()
+        if out is not None and resume and replicas.main:
+            outputs.write_metrics(out, state.history)  # drop the lines of epochs after the checkpoint
 
-    seed_everything(distributed.replica_seed(config.seed, replicas.rank))
-    model.to(device)
-    if config.sync_bn and replicas.active:
-        model = distributed.convert_sync_batchnorm(model, device)
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last)
-    batch = distributed.per_replica_batch(config.batch_size, replicas)
-    train = Batches(train_data, config.batch_size, True, config.seed, replicas, num_workers)
-    val = None
-    if val_data is not None:
-        val = Batches(val_data, config.eval_batch_size or 2 * batch, False, 0, replicas, num_workers)
-    if len(train) == 0:
-        raise ValueError("the training data has no examples")
-    trainer = _Trainer(model, config, device, len(train), param_groups, replicas)
-    state = _resume(trainer, out / CHECKPOINT) if resume and out is not None else _Progress()
-    if out is not None and replicas.main:
-        outputs.write_metrics(out, state.history)
-
-    bar = _bar(progress and replicas.main, trainer.total_steps, state.step)
-    while state.epoch < config.epochs:
-        t0 = time.perf_counter()
-        record, seen = _train_epoch(trainer, train, state, bar)
-        if val is not None:
-            record.update(_validate(trainer, val))
-        seconds = time.perf_counter() - t0
-        record.update(seconds=seconds, images_per_s=seen / seconds)
-        state.history.append(record)
-        _keep_best(trainer, state, record, out if replicas.main else None)
-        if out is not None:
-            _save(trainer, state, out)
-        if bar is not None:
-            bar.write(outputs.epoch_line(record, config.epochs), file=sys.stderr)
-        if on_epoch is not None and distributed.from_main(functools.partial(on_epoch, record)):
-            break
-    if bar is not None:
-        bar.close()
-    distributed.barrier()  # every replica returns once the main one has written
+        bar = _bar(progress and not quiet and replicas.main, trainer.total_steps, state.step)
+        try:
+            while state.epoch < config.epochs:
+                t0 = time.perf_counter()
+                record, seen = _train_epoch(trainer, train, state, bar)
+                if val is not None:
+                    record.update(_validate(trainer, val))
+                seconds = time.perf_counter() - t0
+                record.update(seconds=seconds, images_per_s=seen / seconds)
+                state.history.append(record)
+                _keep_best(trainer, state, record, out if replicas.main else None)
+                if out is not None:
+                    _save(trainer, state, out)
+                if not quiet and replicas.main:
+                    _report(bar, record, config.epochs)
+                if on_epoch is not None and distributed.from_main(functools.partial(on_epoch, record)):
+                    break
+        finally:
+            if bar is not None:
+                bar.close()  # before any error's message
+        distributed.barrier()  # every replica returns once the main one has written
     final = state.history[-1] if state.history else {}
     return FitResult(
         history=state.history, final_val_acc=scored_accuracy(final), best_val_acc=state.best_acc,

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from . import distributed
 from .config import TrainConfig
 from .loop import FitResult, fit
+from .run_folder import claim
 
 _logger = logging.getLogger(__name__)
 
@@ -139,16 +140,19 @@ def run_recipe(
     batch_size: int | None = None,
     out_dir: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     download: bool = False,
     device: str | torch.device | None = None,
     num_workers: int = 0,
     progress: bool = False,
+    quiet: bool = False,
     **model_kwargs: Any,
 ) -> FitResult:
     """Run a named recipe end to end: build the model (aux head, the recipe's dropout and drop path), load the
     data, `fit`. ``batch_size`` (the global batch) rescales the recipe with `TrainConfig.scaled`; ``model_kwargs``
-    go to `create_model` (e.g. ``genotype=``, ``num_cells=``, ``filters=``, ``img_size=``). Under torchrun the
-    global batch is shared by the replicas (see the module docstring)."""
+    go to `create_model` (e.g. ``genotype=``, ``num_cells=``, ``filters=``, ``img_size=``); ``resume``,
+    ``overwrite``, ``progress`` and ``quiet`` are `fit`'s. Under torchrun the global batch is shared by the
+    replicas (see the module docstring)."""
     from timm.models import get_pretrained_cfg
 
     from ..zoo import create_model
@@ -159,22 +163,25 @@ def run_recipe(
     config = recipe.config if batch_size is None else recipe.config.scaled(batch_size)
     config = config if epochs is None else dataclasses.replace(config, epochs=epochs)
     _check_topology(recipe, config, distributed.setup(device))
-    model = model or recipe.model
-    pretrained_cfg = get_pretrained_cfg(model)
-    if pretrained_cfg is None:
-        raise ValueError(f"unknown model {model!r}; see `nasnet-zoo list`")
-    cfg = pretrained_cfg.to_dict()
-    if "img_size" in model_kwargs:
-        cfg["input_size"] = (3, model_kwargs["img_size"], model_kwargs["img_size"])
-    train, val, num_classes = _recipe_data(recipe, data_dir, cfg, download)
-    torch.manual_seed(config.seed)  # the initial weights, too, follow the seed
-    net = create_model(
-        model,
-        aux_head=True,
-        drop_path_rate=1 - recipe.drop_path_keep,
-        drop_rate=1 - recipe.dropout_keep,
-        **{"num_classes": num_classes, **model_kwargs},
-    )
-    return fit(
-        net, train, val, config, out_dir, resume=resume, device=device, num_workers=num_workers, progress=progress
-    )
+    out = Path(out_dir) if out_dir is not None else None
+    with claim(out, resume=resume, overwrite=overwrite):  # before the data load, which can take long
+        model = model or recipe.model
+        pretrained_cfg = get_pretrained_cfg(model)
+        if pretrained_cfg is None:
+            raise ValueError(f"unknown model {model!r}; see `nasnet-zoo list`")
+        cfg = pretrained_cfg.to_dict()
+        if "img_size" in model_kwargs:
+            cfg["input_size"] = (3, model_kwargs["img_size"], model_kwargs["img_size"])
+        train, val, num_classes = _recipe_data(recipe, data_dir, cfg, download)
+        torch.manual_seed(config.seed)  # the initial weights, too, follow the seed
+        net = create_model(
+            model,
+            aux_head=True,
+            drop_path_rate=1 - recipe.drop_path_keep,
+            drop_rate=1 - recipe.dropout_keep,
+            **{"num_classes": num_classes, **model_kwargs},
+        )
+        return fit(
+            net, train, val, config, out, resume=resume, device=device, num_workers=num_workers,
+            progress=progress, quiet=quiet,
+        )  # fmt: skip

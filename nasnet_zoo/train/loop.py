@@ -240,6 +240,7 @@ def _batches(
 ) -> tuple[Batches, Batches | None]:
     """Put the model on its device (global BatchNorms, channels-last when asked) and this replica's share of the
     data into batches there."""
+    per_replica = distributed.per_replica_batch(config.batch_size, replicas)  # a batch that does not split: error
     model.to(replicas.device)
     if config.sync_bn and replicas.active:
         distributed.convert_sync_batchnorm(model, replicas.device)
@@ -250,8 +251,7 @@ def _batches(
         raise ValueError("the training data has no examples")
     if val_data is None:
         return train, None
-    batch = config.eval_batch_size or 2 * distributed.per_replica_batch(config.batch_size, replicas)
-    return train, Batches(val_data, batch, False, 0, replicas, num_workers)
+    return train, Batches(val_data, config.eval_batch_size or 2 * per_replica, False, 0, replicas, num_workers)
 
 
 # --- the loop -----------------------------------------------------------------------------------------------------

@@ -3,8 +3,11 @@
 Public API::
 
     Replicas                            this process's place in the run (rank, world_size, local_rank, device)
-    setup(device=None, *, timeout=...)  join the process group torchrun describes (NCCL on CUDA, gloo on CPU)
+    setup(device=None) -> Replicas      join the process group torchrun describes (NCCL on CUDA, gloo on CPU)
     rank(), world_size(), is_main()     of the current process group (0, 1, True without one)
+    data_parallel(model, replicas)      DistributedDataParallel on several replicas, the model itself on one
+    all_sum(*tensors), from_main(f)     sums over the replicas; f() on rank 0, its result sent to all
+    gather_rng(state), replica_rng(checkpoint, rank)   every replica's RNG states into and out of a checkpoint
     TrainShards(n, batch_size, seed, rank, world_size)   each replica's part of every batch of one global order
     SeededExamples(dataset, seed)       augmentation seeded by (seed, epoch, example): the same on any replica
     EvalShards(n, batch_size, rank, world_size)          whole evaluation batches, dealt out round robin
@@ -22,8 +25,9 @@ Semantics:
   process with batch ``B`` computes it. BatchNorm is per replica by default (each normalises with its own
   ``B / W`` examples, as TensorFlow's synchronous replicas did); `convert_sync_batchnorm` makes it global. With
   per-replica BN the running statistics are averaged over the replicas after every step
-  (`average_bn_statistics`): every replica, and so its EMA, holds the same weights; the running mean is then
-  the one-process value and the running variance leaves out the spread of the replicas' batch means.
+  (`average_bn_statistics`): every replica, and so its EMA, holds the same weights; the running mean then
+  tracks the global batch's mean, as one process's would, and the running variance leaves out the spread of
+  the replicas' batch means.
 * Evaluation batches (``E`` examples, in order) go to replicas round robin, are never padded, and each
   replica's per-batch sums are gathered by batch number and added with ``math.fsum``: every example counts
   once and the totals are bit for bit those of one process with the same ``E``.

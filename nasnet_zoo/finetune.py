@@ -51,7 +51,7 @@ from torch.utils.data import Dataset, Subset
 
 from . import data as datasets
 from .errors import ConfigError, DataError, NotFoundError
-from .train import FitResult, TrainConfig, evaluate, fit, scored_accuracy
+from .train import FitResult, TrainConfig, distributed, evaluate, fit, scored_accuracy
 from .train.divergence import check_weights
 from .train.outputs import BEST, METRICS
 from .train.run_folder import OUTPUTS, claim
@@ -273,7 +273,10 @@ def finetune(
         crop_pct, interpolation = (1.0, "bilinear") if str(data) == "digits" else datasets.eval_crop(cfg, eval_style)
         data_config = dict(input_size=(model.in_chans, size, size), crop_pct=crop_pct, interpolation=interpolation)
         what = f"{data} ({len(classes)} classes) from {source}"
-        export = _export(model.eval(), out / EXPORT_FOLDER, what, result, classes, data_config)
+        export = out / EXPORT_FOLDER
+        model.eval()
+        if distributed.is_main():  # one writer among data-parallel replicas
+            _export(model, export, what, result, classes, data_config)
     stopped = len(result.history) < config.epochs
     return FinetuneResult(model, result, source, classes, export, stopped)
 

@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:  # argparse: --help (0) or a wrong command line (2)
         return e.code if isinstance(e.code, int) else 0
-    args.extra = extra
+    args.extra, args.argv = extra, list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("nasnet_zoo").setLevel(logging.INFO)
     try:

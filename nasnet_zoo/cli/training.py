@@ -17,6 +17,30 @@ def _run_folder_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", help="start afresh in --out, replacing the run there")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no line per epoch")
 
+NPROC = argparse.ArgumentParser(add_help=False)
+NPROC.add_argument(
+    "--nproc", type=count, default=1,
+    help="data-parallel replicas on this machine (one per GPU): runs this command under torchrun --standalone "
+    "--nproc-per-node N; --batch-size is the global batch. Under your own torchrun, leave it out",
+)  # fmt: skip
+
+
+def _as_replicas(args: argparse.Namespace) -> bool:
+    """With ``--nproc N > 1`` outside torchrun: run this very command line on N local replicas; True when done."""
+    from ..train import distributed, launch
+
+    if args.nproc == 1 or distributed.under_torchrun():
+        return False
+    argv, rest = [], list(args.argv)
+    while rest:
+        token = rest.pop(0)
+        if token == "--nproc":
+            rest.pop(0)
+        elif not token.startswith("--nproc="):
+            argv.append(token)
+    launch.launch(["-m", "nasnet_zoo.cli", *argv], args.nproc)
+    return True
+
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     from ..train import RECIPES
@@ -34,7 +58,10 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def train(args: argparse.Namespace) -> None:
-    from ..train import run_recipe
+    from ..train import distributed, run_recipe
+
+    if _as_replicas(args):
+        return
 
     out = args.out or Path("runs") / f"train-{args.recipe}"
     result = run_recipe(
@@ -44,7 +71,8 @@ def train(args: argparse.Namespace) -> None:
     )  # fmt: skip
     summary = dict(out=str(out), epochs=len(result.history), steps=result.steps, seconds=round(result.seconds, 1))
     summary.update(final_val_acc=result.final_val_acc, best_val_acc=result.best_val_acc, best_epoch=result.best_epoch)
-    print(json.dumps(summary, indent=2))
+    if distributed.is_main():
+        print(json.dumps(summary, indent=2))
 
 
 def _finetune_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,6 +104,10 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
 def finetune(args: argparse.Namespace) -> None:
     from ..finetune import FINETUNE_CONFIG
     from ..finetune import finetune as run
+    from ..train import distributed
+
+    if _as_replicas(args):
+        return
 
     settings = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay)
     settings.update(label_smoothing=args.label_smoothing, ema_decay=args.ema_decay, seed=args.seed)
@@ -91,12 +123,13 @@ def finetune(args: argparse.Namespace) -> None:
         split_seed=args.split_seed, resume=args.resume, overwrite=args.overwrite, device=args.device,
         num_workers=args.workers, progress=True, quiet=args.quiet, **kwargs,
     )  # fmt: skip
-    print(json.dumps(result.summary(), indent=2))
+    if distributed.is_main():
+        print(json.dumps(result.summary(), indent=2))
 
 
 COMMANDS = [
     Command("train", "train with one of the paper's recipes (cifar10, imagenet-mobile, imagenet-large)", train,
-            _train_arguments, (ARCHITECTURE, DEVICE, WORKERS)),
+            _train_arguments, (ARCHITECTURE, DEVICE, WORKERS, NPROC)),
     Command("finetune", "fine-tune a model on digits or an image folder; export the best epoch", finetune,
-            _finetune_arguments, (WEIGHTS, ARCHITECTURE, CACHE, DEVICE, WORKERS)),
+            _finetune_arguments, (WEIGHTS, ARCHITECTURE, CACHE, DEVICE, WORKERS, NPROC)),
 ]  # fmt: skip

@@ -16,7 +16,8 @@ Public API::
 Modules: `config` (TrainConfig), `optim` (RMSpropTF, ModelEma, learning_rate), `loop` (fit), `batches` (data
 to batches on a device), `evaluate` (evaluate, scored_accuracy), `checkpoint` (last.pt and RNG states),
 `outputs` (metrics.jsonl, curves.png, the epoch line), `divergence` (the loss and weight checks), `run_folder`
-(one owner per output folder, what a new run may find there), `recipes` (the paper's runs).
+(one owner per output folder, what a new run may find there), `recipes` (the paper's runs), `distributed`
+(replicas under torchrun: shards, sums, BatchNorm across replicas), `launch` (torchrun for ``--nproc N``).
 
 For example, a searched cell as a small child network on the bundled digits (about 4 s an epoch on one core)::
 
@@ -60,6 +61,16 @@ process gets `RunError` naming the holder). A folder with an earlier run's outpu
 ``resume=True`` continues it or ``overwrite=True`` replaces it. The loss is checked every
 ``config.check_loss_every`` steps and the weights (and EMA) at the end of every epoch, before anything is written:
 a diverged run raises `TrainingError` naming the step, and never leaves non-finite weights as best or last.
+
+Data parallel: under ``torchrun`` the same ``fit`` runs on every replica (DistributedDataParallel; NCCL on
+CUDA, gloo on CPU). ``batch_size`` is the global batch; each replica takes its slice of every batch of the one
+(seed, epoch) order, so the steps, the schedule and ScheduledDropPath follow the global step as in one process.
+BatchNorm normalises per replica (``sync_bn=True``: over the global batch); its running statistics are averaged
+after every step, so the weights and the EMA are the same on every replica. Evaluation is sharded and reduced
+exactly; the main replica (rank 0) alone writes; a checkpoint holds every replica's RNG states and resumes on
+any number of replicas that divides the global batch. A Dataset's examples are read with generators seeded by
+(seed, epoch, example) (`distributed.SeededExamples`), so augmentation does not depend on the DataLoader
+workers, the number of replicas or a resume. `distributed` has the details.
 """
 
 from __future__ import annotations

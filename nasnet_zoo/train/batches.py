@@ -1,68 +1,73 @@
 """What the loop iterates over and where: `Batches` turns any form of data `fit` takes into batches on the
-device, epoch by epoch (a training order that depends on ``(seed, epoch)`` only); `resolve_device` and
-`autocast_dtype` say where and in which precision the model runs."""
+device, epoch by epoch, for this replica (a training order that depends on ``(seed, epoch)`` only, shared out
+by `distributed`); `resolve_device` and `autocast_dtype` say where and in which precision the model runs."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from ..runtime import derive_seed
+from ..errors import ConfigError
+from .distributed import EvalShards, Replicas, SeededExamples, TrainShards
 
 
 class Batches:
-    """The batches of one dataset, on the device, epoch by epoch; training order depends on (seed, epoch) only."""
+    """The batches of one dataset on the device, epoch by epoch, for this replica (`distributed`): training
+    batches are its slice of every global batch of one order that depends on (seed, epoch) only, evaluation
+    batches are dealt out whole. A given DataLoader is used as it is (by every replica, for evaluation only)."""
 
     def __init__(
-        self, data: Any, batch_size: int, train: bool, seed: int, device: torch.device, num_workers: int = 0
+        self, data: Any, batch_size: int, train: bool, seed: int, replicas: Replicas, num_workers: int = 0
     ) -> None:
-        self.batch_size, self.train, self.seed, self.device = batch_size, train, seed, device
+        self.device = device = replicas.device
         self.tensors: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.generator = torch.Generator()
+        self.shards: TrainShards | EvalShards | None = None
         if isinstance(data, tuple | list) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
             data = TensorDataset(*data)
         if isinstance(data, DataLoader):
+            if train and replicas.active:
+                raise ConfigError("with several replicas, fit needs the training data as a Dataset or tensors, "
+                                  "not a DataLoader: each replica loads its own shard")  # fmt: skip
             self.loader = data
-        elif isinstance(data, TensorDataset) and len(data.tensors) == 2:
-            self.tensors = (data.tensors[0].to(device), data.tensors[1].to(device))
-        elif isinstance(data, Dataset) and hasattr(data, "__len__"):
-            sampler = RandomSampler(data, generator=self.generator) if train else None
-            self.loader = DataLoader(
-                data,
-                batch_size,
-                sampler=sampler,
-                drop_last=train and len(data) >= batch_size,
-                num_workers=num_workers,
-                pin_memory=device.type == "cuda",
-                generator=self.generator,
-            )
-        else:
+            return
+        if not (isinstance(data, Dataset) and hasattr(data, "__len__")):
             raise TypeError(
                 f"data must be a DataLoader, a TensorDataset, an (x, y) pair of tensors or a map-style Dataset, "
                 f"got {type(data).__name__}"
             )
+        n, r, w = len(data), replicas.rank, replicas.world_size
+        tensors = isinstance(data, TensorDataset) and len(data.tensors) == 2
+        keyed = not tensors  # a Dataset is read through SeededExamples
+        self.shards = TrainShards(n, batch_size, seed, r, w, keyed) if train else EvalShards(n, batch_size, r, w)
+        if tensors:
+            self.tensors = (data.tensors[0].to(device), data.tensors[1].to(device))
+            return
+        self.loader = DataLoader(
+            SeededExamples(data, seed) if train else data,
+            batch_sampler=self.shards,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=num_workers > 0,
+            generator=torch.Generator().manual_seed(seed),  # worker seeds; draws nothing from the global RNG
+        )
 
     def __len__(self) -> int:
-        if self.tensors is None:
-            return len(self.loader)
-        n = len(self.tensors[0])
-        return n // self.batch_size if self.train and n >= self.batch_size else math.ceil(n / self.batch_size)
+        return len(self.shards) if self.shards is not None else len(self.loader)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.generator.manual_seed(derive_seed(self.seed, epoch))
+        if isinstance(self.shards, TrainShards):
+            self.shards.set_epoch(epoch)
         if self.tensors is None:
             for x, y in self.loader:
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             return
         x, y = self.tensors
-        order = torch.randperm(len(x), generator=self.generator).to(self.device) if self.train else None
-        for i in range(len(self)):
-            s = slice(i * self.batch_size, (i + 1) * self.batch_size)
-            yield (x[order[s]], y[order[s]]) if order is not None else (x[s], y[s])
+        for batch in self.shards:
+            index = torch.tensor(batch, device=self.device)
+            yield x[index], y[index]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

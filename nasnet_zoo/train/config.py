@@ -16,7 +16,7 @@ class TrainConfig:
     """Every setting of the training loop. Defaults: a plain SGD + cosine run, no regularisation."""
 
     epochs: int = 10
-    batch_size: int = 32
+    batch_size: int = 32  # the global batch: each of W replicas takes batch_size / W examples of it
     optimizer: str = "sgd"  # "sgd" (momentum, TF's MomentumOptimizer) or "rmsprop" (`RMSpropTF`)
     lr: float = 0.025  # peak learning rate, at `batch_size`
     momentum: float = 0.9
@@ -33,7 +33,8 @@ class TrainConfig:
     ema_decay: float | None = None  # parameter EMA, TF semantics
     precision: str = "auto"  # "auto": bf16 autocast on a CUDA device that supports it, fp32 otherwise
     channels_last: bool = False
-    eval_batch_size: int | None = None  # default 2 x batch_size
+    sync_bn: bool = False  # several replicas: BatchNorm over the global batch (default: each replica's own)
+    eval_batch_size: int | None = None  # per replica; default 2 x batch_size / W
     seed: int = 0
     check_loss_every: int = 10  # steps between checks that the loss is finite (one device sync each)
 

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batches import Batches, autocast_dtype, resolve_device
+from . import distributed
+from .batches import Batches, autocast_dtype
+from .distributed import EvalShards, reduce_eval
 
 
 def scored_accuracy(record: dict[str, float]) -> float | None:
@@ -30,13 +33,11 @@ def split_output(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
 def evaluate_batches(
     model: nn.Module, batches: Batches, autocast: torch.dtype | None, channels_last: bool, progress: bool = False
 ) -> dict[str, float]:
-    """`evaluate` over prepared `Batches`, in the given autocast dtype; the model's train/eval mode is kept."""
+    """`evaluate` over prepared `Batches`, in the given autocast dtype; the model's train/eval mode is kept. Sums
+    per batch, reduced exactly over the replicas (`distributed.reduce_eval`): the same figures on any number."""
     was_training = model.training
     model.eval()
-    loss = torch.zeros((), dtype=torch.float64, device=batches.device)
-    top1 = torch.zeros((), dtype=torch.long, device=batches.device)
-    top5 = torch.zeros_like(top1)
-    n = 0
+    rows = []
     data = batches.epoch(0)
     if progress:
         from tqdm import tqdm
@@ -48,15 +49,17 @@ def evaluate_batches(
         with torch.autocast(batches.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
             logits, _ = split_output(model(x))
         logits = logits.float()
-        loss += F.cross_entropy(logits, y, reduction="sum")
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        top1 += (top[:, 0] == y).sum()
-        top5 += (top == y[:, None]).any(1).sum()
-        n += len(y)
+        row = [F.cross_entropy(logits, y, reduction="sum"), (top[:, 0] == y).sum(), (top == y[:, None]).any(1).sum()]
+        rows.append(torch.stack([v.to(torch.float64) for v in row] + [y.new_tensor(len(y), dtype=torch.float64)]))
     model.train(was_training)
+    if isinstance(batches.shards, EvalShards):
+        loss, top1, top5, n = reduce_eval(rows, batches.shards, 4)
+    else:  # a given DataLoader: every replica ran all of it
+        loss, top1, top5, n = (math.fsum(c) for c in torch.stack(rows).T.tolist()) if rows else (0, 0, 0, 0)
     if n == 0:
         raise ValueError("the evaluation data has no examples")
-    return dict(loss=loss.item() / n, acc1=top1.item() / n, acc5=top5.item() / n, n=n)
+    return dict(loss=loss / n, acc1=top1 / n, acc5=top5 / n, n=int(n))
 
 
 def evaluate(
@@ -71,8 +74,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean cross-entropy, top-1 and top-5 accuracy (fractions) and the count ``n`` of ``data`` (any form
     `fit` takes) in eval mode. The model is moved to ``device`` (default: CUDA when available); ``progress``
-    shows a bar."""
-    device = resolve_device(device)
-    model.to(device)
-    batches = Batches(data, batch_size, False, 0, device, num_workers)
-    return evaluate_batches(model, batches, autocast_dtype(precision, device), False, progress)
+    shows a bar. Under torchrun the replicas share the batches and all return the totals."""
+    replicas = distributed.setup(device)
+    model.to(replicas.device)
+    batches = Batches(data, batch_size, False, 0, replicas, num_workers)
+    return evaluate_batches(model, batches, autocast_dtype(precision, replicas.device), False, progress)

@@ -2,12 +2,15 @@
 
 `fit` reads top to bottom: check the output folder, build the optimiser (`_Trainer`), restore a checkpoint
 (`_resume`), then per epoch train (`_train_epoch`), score (`_validate`), keep the best weights (`_keep_best`) and
-write the checkpoint (`_save`). The semantics of each piece are in the package docstring.
+write the checkpoint (`_save`). The semantics of each piece are in the package docstring. On several replicas
+(torchrun) the same steps run on each; `distributed` holds what differs: the DDP wrapper, the sums over the
+replicas, and which replica writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -21,8 +24,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..weights import save_safetensors
-from . import outputs
-from .batches import Batches, autocast_dtype, resolve_device
+from . import distributed, outputs
+from .batches import Batches, autocast_dtype
 from .checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from .config import TrainConfig
 from .divergence import LossWatch, check_weights
@@ -66,8 +69,10 @@ class _Trainer:
         device: torch.device,
         steps_per_epoch: int,
         param_groups: list[dict[str, Any]] | None,
+        replicas: distributed.Replicas,
     ) -> None:
         self.model, self.config, self.device = model, config, device
+        self.net = distributed.data_parallel(model, replicas)  # what the step runs: DDP, or the model itself
         self.steps_per_epoch, self.total_steps = steps_per_epoch, config.epochs * steps_per_epoch
         groups = param_groups or [dict(params=[p for p in model.parameters() if p.requires_grad])]
         self.params = [p for g in groups for p in g["params"]]
@@ -99,7 +104,7 @@ class _Trainer:
         if self.set_progress is not None:
             self.set_progress(step / self.total_steps)
         with torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16, enabled=bool(self.autocast)):
-            loss, logits = _loss(self.model(x), y, config)
+            loss, logits = _loss(self.net(x), y, config)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.decayed:
@@ -108,6 +113,7 @@ class _Trainer:
         if config.clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(self.params, config.clip_grad_norm)
         self.opt.step()
+        distributed.average_bn_statistics(self.model)  # per-replica BN: the same statistics on every replica
         if self.ema is not None:
             self.ema.update(self.model, step)
         return loss.detach(), logits.detach()
@@ -124,7 +130,7 @@ def _loss(out: Any, y: torch.Tensor, config: TrainConfig) -> tuple[torch.Tensor,
 # --- the steps of a run -------------------------------------------------------------------------------------------
 def _resume(trainer: _Trainer, ckpt: Path) -> _Progress:
     """Restore weights, optimiser, EMA and RNG states from ``ckpt``; return where the run stood."""
-    state = load_checkpoint(ckpt, trainer.config, trainer.steps_per_epoch)
+    state = distributed.from_main(lambda: load_checkpoint(ckpt, trainer.config, trainer.steps_per_epoch))
     try:
         trainer.model.load_state_dict(state["model"])
         trainer.opt.load_state_dict(state["optimizer"])
@@ -133,7 +139,9 @@ def _resume(trainer: _Trainer, ckpt: Path) -> _Progress:
     except (RuntimeError, ValueError, KeyError) as e:
         why = str(e).strip().splitlines()[0]
         raise ConfigError(f"{ckpt} is another model's checkpoint ({why}); resume with the same model") from None
-    set_rng_state(state["rng"])
+    rng = distributed.replica_rng(state, distributed.rank())
+    if rng is not None:  # None: a replica that the checkpoint's run did not have keeps its fresh seed
+        set_rng_state(rng)
     return _Progress(state["epoch"], state["step"], state["history"], state["best_acc"], state["best_epoch"])
 
 
@@ -161,6 +169,8 @@ def _train_epoch(trainer: _Trainer, train: Batches, progress: _Progress, bar: An
     for model, whose in ((trainer.model, "the weights"), (trainer.ema and trainer.ema.module, "the EMA weights")):
         if model is not None:
             check_weights(model, f"{whose} after epoch {progress.epoch}", trainer.config.lr)
+    loss_sum, correct, total = distributed.all_sum(loss_sum, correct, torch.tensor(seen))  # over the replicas
+    seen = int(total.item())
     record: dict[str, float] = dict(
         epoch=progress.epoch, step=progress.step, lr=trainer.lr(progress.step - 1),
         train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen,
@@ -189,14 +199,17 @@ def _keep_best(trainer: _Trainer, progress: _Progress, record: dict[str, float],
 
 
 def _save(trainer: _Trainer, progress: _Progress, out: Path) -> None:
-    """The epoch's metrics line, the checkpoint and the curves."""
+    """The epoch's metrics line, the checkpoint and the curves, by the main replica (with every replica's RNG)."""
+    rng = distributed.gather_rng(rng_state())
+    if not distributed.is_main():
+        return
     outputs.append_metrics(out, progress.history[-1])
     state = dict(
         config=dataclasses.asdict(trainer.config), steps_per_epoch=trainer.steps_per_epoch,
         epoch=progress.epoch, step=progress.step, history=progress.history,
         best_acc=progress.best_acc, best_epoch=progress.best_epoch,
         model=trainer.model.state_dict(), optimizer=trainer.opt.state_dict(),
-        ema=trainer.ema.module.state_dict() if trainer.ema is not None else None, rng=rng_state(),
+        ema=trainer.ema.module.state_dict() if trainer.ema is not None else None, rng=rng[0], replica_rng=rng[1:],
     )  # fmt: skip
     save_checkpoint(out / CHECKPOINT, state)
     outputs.plot_curves(progress.history, out / outputs.CURVES)
@@ -223,18 +236,27 @@ def _report(bar: Any, record: dict[str, float], epochs: int) -> None:
 
 
 def _batches(
-    model: nn.Module, train_data: Any, val_data: Any, config: TrainConfig, device: torch.device, num_workers: int
+    model: nn.Module,
+    train_data: Any,
+    val_data: Any,
+    config: TrainConfig,
+    replicas: distributed.Replicas,
+    num_workers: int,
 ) -> tuple[Batches, Batches | None]:
-    """Put the model on its device (channels-last when asked) and the data into batches there."""
-    model.to(device)
+    """Put the model on its device (global BatchNorms, channels-last when asked) and this replica's share of the
+    data into batches there."""
+    per_replica = distributed.per_replica_batch(config.batch_size, replicas)  # a batch that does not split: error
+    model.to(replicas.device)
+    if config.sync_bn and replicas.active:
+        distributed.convert_sync_batchnorm(model, replicas.device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    train = Batches(train_data, config.batch_size, True, config.seed, device, num_workers)
+    train = Batches(train_data, config.batch_size, True, config.seed, replicas, num_workers)
     if len(train) == 0:
         raise ValueError("the training data has no examples")
     if val_data is None:
         return train, None
-    return train, Batches(val_data, config.eval_batch_size or 2 * config.batch_size, False, 0, device, num_workers)
+    return train, Batches(val_data, config.eval_batch_size or 2 * per_replica, False, 0, replicas, num_workers)
 
 
 # --- the loop -----------------------------------------------------------------------------------------------------
@@ -265,11 +287,12 @@ def fit(
         resume: continue the run in ``out_dir`` from its last checkpoint (same config and data required).
         overwrite: start afresh in an ``out_dir`` that holds an earlier run, removing its outputs; without it
             such a folder is refused.
-        device: default CUDA when available, else CPU.
-        num_workers: DataLoader workers for a Dataset (ignored for tensors and given DataLoaders).
+        device: default CUDA when available, else CPU; under torchrun ``cuda:LOCAL_RANK`` on CUDA.
+        num_workers: DataLoader workers for a Dataset, per replica (ignored for tensors and given DataLoaders).
         progress: show a tqdm bar over the steps.
         quiet: print nothing (by default one line per epoch goes to stderr).
-        on_epoch: called with each epoch's record after its checkpoint is written; returning True stops.
+        on_epoch: called with each epoch's record after its checkpoint is written; returning True stops (on
+            several replicas it runs on the main one, and its answer stops them all).
         param_groups: optimizer groups, each ``dict(params=[...], lr_scale=s)`` (lr = s x the schedule's);
             default: one group of every parameter with ``requires_grad``.
 
@@ -277,17 +300,18 @@ def fit(
     every epoch, before anything is written) are not finite.
     """
     config = config or TrainConfig()
-    device = resolve_device(device)
+    replicas = distributed.setup(device)  # one, or this process's place among torchrun's replicas
+    device = replicas.device
     out = Path(out_dir) if out_dir is not None else None
-    with claim(out, resume=resume, overwrite=overwrite):
-        seed_everything(config.seed)
-        train, val = _batches(model, train_data, val_data, config, device, num_workers)
-        trainer = _Trainer(model, config, device, len(train), param_groups)
+    with claim(out, resume=resume, overwrite=overwrite):  # by the main replica only
+        seed_everything(distributed.replica_seed(config.seed, replicas.rank))
+        train, val = _batches(model, train_data, val_data, config, replicas, num_workers)
+        trainer = _Trainer(model, config, device, len(train), param_groups, replicas)
         state = _resume(trainer, out / CHECKPOINT) if resume and out is not None else _Progress()
-        if out is not None and resume:
+        if out is not None and resume and replicas.main:
             outputs.write_metrics(out, state.history)  # drop the lines of epochs after the checkpoint
 
-        bar = _bar(progress and not quiet, trainer.total_steps, state.step)
+        bar = _bar(progress and not quiet and replicas.main, trainer.total_steps, state.step)
         try:
             while state.epoch < config.epochs:
                 t0 = time.perf_counter()
@@ -297,16 +321,17 @@ def fit(
                 seconds = time.perf_counter() - t0
                 record.update(seconds=seconds, images_per_s=seen / seconds)
                 state.history.append(record)
-                _keep_best(trainer, state, record, out)
+                _keep_best(trainer, state, record, out if replicas.main else None)
                 if out is not None:
                     _save(trainer, state, out)
-                if not quiet:
+                if not quiet and replicas.main:
                     _report(bar, record, config.epochs)
-                if on_epoch is not None and on_epoch(record):
+                if on_epoch is not None and distributed.from_main(functools.partial(on_epoch, record)):
                     break
         finally:
             if bar is not None:
                 bar.close()  # before any error's message
+        distributed.barrier()  # every replica returns once the main one has written
     final = state.history[-1] if state.history else {}
     return FitResult(
         history=state.history, final_val_acc=scored_accuracy(final), best_val_acc=state.best_acc,

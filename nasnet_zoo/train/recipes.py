@@ -1,9 +1,17 @@
 """The paper's named training runs: `Recipe`, `RECIPES` ("cifar10", "imagenet-mobile", "imagenet-large") and
-`run_recipe`, which builds the model and the data of one and trains it with `fit`."""
+`run_recipe`, which builds the model and the data of one and trains it with `fit`.
+
+Each recipe states its published topology, ``replicas x replica_batch`` synchronous replicas (ImageNet mobile
+50 x 32, large 100 x 16; CIFAR-10 one of 32), whose product is ``config.batch_size``, the global batch. Run under
+torchrun on that many replicas, a recipe is the published run unchanged; on another number that divides the
+global batch, the update (global batch, lr, schedule) is the same and only BatchNorm sees another per-replica
+batch; ``batch_size=`` rescales the update itself (`TrainConfig.scaled`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,9 +19,12 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from . import distributed
 from .config import TrainConfig
 from .loop import FitResult, fit
 from .run_folder import claim
+
+_logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,17 @@ class Recipe:
     dropout_keep: float  # before the classifier
     cutout: int = 0  # CIFAR: side of the Cutout square
     notes: str = ""
+    replicas: int = 1  # the published topology: synchronous replicas ...
+    replica_batch: int = 0  # ... of this batch each (0: config.batch_size); replicas x replica_batch = batch_size
+
+    def __post_init__(self) -> None:
+        if self.replicas * (self.replica_batch or self.config.batch_size // self.replicas) != self.config.batch_size:
+            raise ValueError(f"recipe {self.name}: {self.replicas} x {self.replica_batch} is not its batch")
+
+    @property
+    def topology(self) -> str:
+        """``"50 x 32"``: replicas x per-replica batch, as published."""
+        return f"{self.replicas} x {self.replica_batch or self.config.batch_size // self.replicas}"
 
 
 _IMAGENET = TrainConfig(
@@ -53,18 +75,21 @@ RECIPES: dict[str, Recipe] = {
                         schedule="cosine", aux_weight=0.4, clip_grad_norm=5.0),
             drop_path_keep=0.6, dropout_keep=1.0, cutout=16,
             notes="Crop 32 from 40 (zero padding 4), flip, Cutout 16: the paper's '+ cutout' rows.",
+            replicas=1, replica_batch=32,
         ),
         Recipe(
             "imagenet-mobile", "nasnet_a_mobile", "imagenet",
             dataclasses.replace(_IMAGENET, lr=0.04 * 50, weight_decay=4e-5),
             drop_path_keep=1.0, dropout_keep=0.5,
             notes=_IMAGENET_NOTES.format(r=50, b=32, lr=0.04, total=2.0),
+            replicas=50, replica_batch=32,
         ),
         Recipe(
             "imagenet-large", "nasnet_a_large", "imagenet",
             dataclasses.replace(_IMAGENET, lr=0.015 * 100, weight_decay=5e-5),
             drop_path_keep=0.7, dropout_keep=0.5,
             notes=_IMAGENET_NOTES.format(r=100, b=16, lr=0.015, total=1.5),
+            replicas=100, replica_batch=16,
         ),
     ]
 }  # fmt: skip
@@ -91,6 +116,21 @@ def _recipe_data(
     return train, val, len(train.classes)
 
 
+def _check_topology(recipe: Recipe, config: TrainConfig, replicas: distributed.Replicas) -> None:
+    """Say how this run's replicas relate to the published topology (a batch that does not split: an error)."""
+    per_replica = distributed.per_replica_batch(config.batch_size, replicas)
+    here = f"{replicas.world_size} x {per_replica}"
+    if not replicas.main:
+        return
+    if here == recipe.topology:
+        _logger.info("%s: the published topology, %s replicas x batch", recipe.name, here)
+    else:
+        _logger.info(
+            "%s: %s replicas x batch (published: %s); global batch %d, lr %.4g", recipe.name, here,
+            recipe.topology, config.batch_size, config.lr,
+        )  # fmt: skip
+
+
 def run_recipe(
     name: str,
     data_dir: str | Path,
@@ -109,9 +149,10 @@ def run_recipe(
     **model_kwargs: Any,
 ) -> FitResult:
     """Run a named recipe end to end: build the model (aux head, the recipe's dropout and drop path), load the
-    data, `fit`. ``batch_size`` rescales the recipe with `TrainConfig.scaled`; ``model_kwargs`` go to
-    `create_model` (e.g. ``genotype=``, ``num_cells=``, ``filters=``, ``img_size=``); ``resume``, ``overwrite``,
-    ``progress`` and ``quiet`` are `fit`'s."""
+    data, `fit`. ``batch_size`` (the global batch) rescales the recipe with `TrainConfig.scaled`; ``model_kwargs``
+    go to `create_model` (e.g. ``genotype=``, ``num_cells=``, ``filters=``, ``img_size=``); ``resume``,
+    ``overwrite``, ``progress`` and ``quiet`` are `fit`'s. Under torchrun the global batch is shared by the
+    replicas (see the module docstring)."""
     from timm.models import get_pretrained_cfg
 
     from ..zoo import create_model
@@ -121,6 +162,7 @@ def run_recipe(
     recipe = RECIPES[name]
     config = recipe.config if batch_size is None else recipe.config.scaled(batch_size)
     config = config if epochs is None else dataclasses.replace(config, epochs=epochs)
+    _check_topology(recipe, config, distributed.setup(device))
     out = Path(out_dir) if out_dir is not None else None
     with claim(out, resume=resume, overwrite=overwrite):  # before the data load, which can take long
         model = model or recipe.model

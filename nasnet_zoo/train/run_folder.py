@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, NotFoundError, RunError
 from ..files import RunLock
+from . import distributed
 from .checkpoint import CHECKPOINT
 from .outputs import BEST, CURVES, METRICS
 
@@ -54,8 +55,9 @@ def hold(folder: Path) -> Iterator[None]:
 
 @contextmanager
 def claim(folder: Path | None, *, resume: bool, overwrite: bool, outputs: Sequence[str] = OUTPUTS) -> Iterator[None]:
-    """`hold` ``folder`` and `prepare` it, for the block's life; None (a run that writes nothing) does nothing."""
-    if folder is None:
+    """`hold` ``folder`` and `prepare` it, for the block's life; None (a run that writes nothing) does nothing,
+    and so does every data-parallel replica but the main one, which alone writes."""
+    if folder is None or not distributed.is_main():
         yield
         return
     with hold(folder):

@@ -1,8 +1,11 @@
 """Tasks turn a genotype into a reward. Each is a small frozen dataclass, picklable, so any evaluator runs it.
 
 * `SyntheticTask`: a seeded reward with a known optimum, for testing search algorithms in seconds.
-* `DigitsTask`: a real child -- the CIFAR-layout network with the genotype, small N and F -- trained on
-  scikit-learn's 8x8 digits (bundled, `nasnet_zoo.data.digits`); reward = validation accuracy.
+* `ShapesTask`: the laptop proxy -- the CIFAR-layout network with the genotype, small N and F -- trained on
+  procedurally drawn 16x16 shapes (`shapes`: nothing bundled or downloaded, validation and test splits as large
+  as the statistics need); reward = validation accuracy, ``test_accuracy`` = the held-out test split's.
+* `DigitsTask`: the smoke proxy -- the same small child on scikit-learn's 8x8 digits (bundled,
+  `nasnet_zoo.data.digits`); fast, but it barely tells cells apart (see `loop.PRESETS`).
 * `Cifar10Task`: the paper's child (N = 2, 20 epochs, cosine lr, momentum 0.9, 45k/5k split of the CIFAR-10
   training set), reading a local CIFAR-10 in torchvision's format.
 
@@ -26,9 +29,10 @@ from torch.utils.data import Dataset, Subset
 
 from nasnet_zoo.data import ImageTensorDataset, cifar10, cifar_train_transform, normalize
 from nasnet_zoo.genotype import COMBINES, Genotype
-from nasnet_zoo.train import TrainConfig, fit
+from nasnet_zoo.train import TrainConfig, evaluate, fit
 from nasnet_zoo.zoo import create_model
 
+from .shapes import shapes_split
 from .space import decisions, decode, encode
 
 
@@ -138,6 +142,7 @@ class DigitsTask(ChildTraining):
     """The CPU proxy: N = 1 normal cell per stack, F = 8, 3 epochs on 1,347 digits; reward on 450 held out."""
 
     val_fraction: float = 0.25
+    input_shape = (1, 8)  # channels, size
 
     def build(self, genotype: Genotype) -> nn.Module:
         """The child network: the zoo's CIFAR layout with this cell, sized for 1-channel 8x8 inputs."""
@@ -150,6 +155,52 @@ class DigitsTask(ChildTraining):
         train, val = _digits(self.val_fraction, self.split_seed)
         torch.manual_seed(seed)  # the child's initial weights
         return fit(self.build(genotype), train, val, self.train_config(seed), device="cpu").final_val_acc
+
+
+@dataclass(frozen=True)
+class ShapesTask(ChildTraining):
+    """The laptop proxy: N = 1, F = 8, one epoch of 2,000 drawn 16x16 shapes (`shapes`); reward = accuracy on
+    a validation split of 1,500. ``test_accuracy`` trains the same way and scores a test split of 1,500 drawn
+    from a seed stream of its own: the search's reward never reads it (a test checks that it is never drawn
+    while a search runs). Trained longer (`longer`), the same child is the stand-alone network that the
+    fidelity measurement and the retrain step score."""
+
+    epochs: int = 1
+    lr: float = 0.1
+    batch_size: int = 32
+    image_size: int = 16
+    noise: float = 0.12
+    train_size: int = 2000
+    val_size: int = 1500
+    test_size: int = 1500
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return 1, self.image_size
+
+    def build(self, genotype: Genotype) -> nn.Module:
+        return create_model(
+            "nasnet_cifar", genotype=genotype, num_cells=self.num_cells, filters=self.filters, num_classes=10,
+            in_chans=1, img_size=self.image_size, drop_path_keep_prob=1.0,
+        )  # fmt: skip
+
+    def split(self, name: str) -> Dataset:
+        size = {"train": self.train_size, "validation": self.val_size, "test": self.test_size}[name]
+        return shapes_split(name, size, self.split_seed, self.image_size, self.noise)
+
+    def _trained(self, genotype: Genotype, seed: int, val: Dataset | None) -> tuple[nn.Module, float | None]:
+        torch.manual_seed(seed)  # the child's initial weights
+        model = self.build(genotype)
+        result = fit(model, self.split("train"), val, self.train_config(seed), device="cpu")
+        return model, result.final_val_acc
+
+    def reward(self, genotype: Genotype, seed: int) -> float:
+        return float(self._trained(genotype, seed, self.split("validation"))[1])
+
+    def test_accuracy(self, genotype: Genotype, seed: int) -> float:
+        """Trained as `reward` trains (same seed, same steps), scored on the held-out test split only."""
+        model, _ = self._trained(genotype, seed, None)
+        return evaluate(model, self.split("test"), device="cpu", precision="fp32")["acc1"]
 
 
 @cache
@@ -176,6 +227,7 @@ class Cifar10Task(ChildTraining):
     val_size: int = 5_000
     loader_workers: int = 2
     check_md5: bool = True  # False reads a copy you wrote yourself in the release's format
+    input_shape = (3, 32)
 
     def build(self, genotype: Genotype) -> nn.Module:
         return create_model("nasnet_cifar", genotype=genotype, num_cells=self.num_cells, filters=self.filters,

@@ -72,6 +72,9 @@ PRESETS: dict[str, Preset] = {
         # Real children on the bundled 8x8 digits: a meaningful search in minutes on 2 CPU cores.
         Preset("cpu-digits", DigitsTask(), budget=100, workers=2, backend="process", population=20, tournament=5,
                top_k=5, retrain_epochs=15),
+        # Weight sharing (search/sharing.py): one supernet of the digits children trained while the controller
+        # learns; rewards are sub-networks on validation minibatches (its switches: sharing.SHARING).
+        Preset("digits-ws", DigitsTask(), budget=400, workers=1, backend="serial", top_k=5, retrain_epochs=15),
         # A seeded reward with a known optimum, for testing the algorithms in seconds.
         Preset("synthetic", SyntheticTask(), budget=2000, workers=1, backend="serial", population=50, tournament=10),
     ]

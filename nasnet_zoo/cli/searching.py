@@ -26,7 +26,8 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
         default="cpu-digits",
         choices=list(PRESETS),
         help="nasnet: the paper's protocol on CIFAR-10 for a GPU cluster; cpu-digits: real children on "
-        "bundled digits, minutes on 2 cores; synthetic: a known-optimum reward for testing",
+        "bundled digits, minutes on 2 cores; synthetic: a known-optimum reward for testing; *-ws: weight sharing "
+        "(one supernet trained while the controller learns, ENAS)",
     )
     p.add_argument("--algo", default="ppo", choices=list(ALGORITHMS))
     p.add_argument("--budget", type=count, help="children to train, each a distinct cell (default: the preset's)")
@@ -47,7 +48,9 @@ def search(args: argparse.Namespace) -> None:
         backend=args.backend, out=args.out, resume=args.resume, max_minutes=args.max_minutes,
         data_dir=args.data_dir, ray_address=args.ray_address, gpus_per_child=args.gpus_per_child,
     )  # fmt: skip
-    result = run_search(config, progress=True)
+    from ..search.sharing import SHARING, run_sharing
+
+    result = (run_sharing if args.preset in SHARING else run_search)(config, progress=True)  # weight sharing: -ws
     print(format_table(summary_rows(load_runs(args.out)), SUMMARY_HEADERS))
     for note in result.notes:
         print(f"note: {note}")

@@ -59,7 +59,7 @@ from .supernet import Supernet
 #: Presets of `loop.PRESETS` that search by weight sharing (the `search` command dispatches on this table).
 SHARING: dict[str, SharingConfig] = {
     "digits-ws": SharingConfig(shared_steps=50, children=20, reward_batches=1, reward_batch_size=150, final=20),
-    "cifar10-ws": SharingConfig(shared_steps=282, children=300, reward_batch_size=160, final=100, threads=4),
+    "cifar10-ws": SharingConfig(shared_steps=45_000 // 160, children=300, reward_batch_size=160, final=100, threads=4),
 }
 
 
@@ -73,6 +73,21 @@ def build_supernet(task: Any, num_blocks: int = NUM_BLOCKS) -> Supernet:
     with torch.device("meta"):
         child = task.build(NASNET_A)
     return Supernet(child.config, child.num_classes, child.in_chans, num_blocks)
+
+
+def load_supernet(run: Path) -> tuple[Supernet, Any]:
+    """The supernet of a weight-sharing run folder (``OUT/<algo>-ws-seed<S>``) as its last checkpoint holds it,
+    and the run's task."""
+    from .loop import task_from_dict
+
+    meta = json.loads((Path(run) / "search" / "run.json").read_text())
+    state = RunFolder(Path(run) / "search").load_state()
+    if state is None:
+        raise RunError(f"{run}/search holds no state.pt")
+    task = task_from_dict(meta["task"])
+    supernet = build_supernet(task, meta["num_blocks"])
+    supernet.load_state_dict(unpack(state["supernet"]))
+    return supernet, task
 
 
 def pack(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:

@@ -6,14 +6,14 @@ import json
 
 import pytest
 import torch
+from nasnet_zoo.search import ppo, report, sharing
+from nasnet_zoo.search.loop import SearchConfig
+from nasnet_zoo.search.shared_training import SharingConfig, Stream, score, task_data
+from nasnet_zoo.search.space import random_genotype
+from nasnet_zoo.search.tasks import DigitsTask
 
 from nasnet_zoo.genotype import Genotype
 from nasnet_zoo.runtime import torch_threads
-from search import ppo, report, sharing
-from search.loop import SearchConfig
-from search.shared_training import SharingConfig, Stream, score, task_data
-from search.space import random_genotype
-from search.tasks import DigitsTask
 
 TASK = DigitsTask(filters=4, batch_size=32)  # a small supernet: 3 cells of F = 4
 TINY = SharingConfig(shared_steps=3, children=3, reward_batch_size=40, final=2)

@@ -6,14 +6,14 @@ import dataclasses
 
 import pytest
 import torch
+from nasnet_zoo.search.space import random_genotype
+from nasnet_zoo.search.supernet import PartReader, Supernet, output_parts
 from torch import nn
 
 from nasnet_zoo import genotype as G
 from nasnet_zoo.genotype import NASNET_A, Block, Genotype
 from nasnet_zoo.network import NASNet
 from nasnet_zoo.zoo import CIFAR
-from search.space import random_genotype
-from search.supernet import PartReader, Supernet, output_parts
 from tests.helpers import randomize_bn
 
 CONFIG = dataclasses.replace(CIFAR, num_cells=3, filters=4, drop_path_keep_prob=1.0)

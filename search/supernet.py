@@ -237,7 +237,7 @@ class Supernet(nn.Module):
             elif isinstance(m, PartReader):
                 for w in m.weight:  # each half as the conv it stands for
                     nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")
-        nn.init.kaiming_normal_(self.classifier_weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.classifier_weight)  # kaiming's logits (std ~6) blew up the first shared steps
 
     def wiring(self, genotype: G.Genotype) -> Iterator[tuple[int, G.Cell, int | None]]:
         """Per cell position: its index, its genotype cell, and the index of its input two cells back in the list

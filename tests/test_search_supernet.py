@@ -72,6 +72,7 @@ def _reader(target: nn.Module, bn: nn.Module, reader: PartReader, parts: tuple[i
 def _pair(genotype: Genotype, config=CONFIG) -> tuple[Supernet, NASNet]:
     torch.manual_seed(0)
     supernet = randomize_bn(Supernet(config, num_classes=10, in_chans=1, num_blocks=5), seed=1)
+    nn.init.normal_(supernet.classifier_weight)  # zero at init: a copy of zeros would test nothing
     model = NASNet(genotype, config, num_classes=10, in_chans=1, img_size=9)
     copy_into(model, supernet, genotype)
     return supernet, model

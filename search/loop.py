@@ -81,6 +81,13 @@ PRESETS: dict[str, Preset] = {
         # tells cells apart (noise about half the spread between cells; Kendall tau with 15-epoch accuracy about 0).
         Preset("cpu-digits", DigitsTask(), budget=100, workers=2, backend="process", population=20, tournament=5,
                top_k=5, retrain_epochs=15),
+        # Weight sharing (search/sharing.py): one supernet of the digits children trained while the controller
+        # learns; rewards are sub-networks on validation minibatches (its switches: sharing.SHARING).
+        Preset("digits-ws", DigitsTask(), budget=400, workers=1, backend="serial", top_k=5, retrain_epochs=15),
+        # ENAS's search on one GPU: a supernet of 6 + 2 cells of F = 20 trained 150 epochs (batch 160, lr 0.05,
+        # L2 1e-4) while 300 children per epoch are rewarded; the top cells retrained as the nasnet preset's.
+        Preset("cifar10-ws", Cifar10Task(filters=20, epochs=150, lr=0.05, batch_size=160, weight_decay=1e-4),
+               budget=150 * 300, workers=1, backend="serial", top_k=10, retrain_epochs=600),
         # A seeded reward with a known optimum, for testing the algorithms in seconds.
         Preset("synthetic", SyntheticTask(), budget=2000, workers=1, backend="serial", population=50, tournament=10),
     ]

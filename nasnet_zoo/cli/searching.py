@@ -20,9 +20,11 @@ def _cluster(p: argparse.ArgumentParser) -> None:
 
 
 PRESET_HELP = (
-    "laptop (default): real children on drawn 16x16 shapes, a proxy measured to rank cells as stand-alone "
-    "training does (`nasnet-zoo fidelity`); nasnet: the paper's protocol on CIFAR-10 for a GPU cluster; "
-    "cpu-digits: a smoke test on 8x8 digits (fast, barely tells cells apart); synthetic: a known-optimum reward"
+    "laptop (default): real children on drawn 16x16 shapes (agreement with stand-alone training measured by "
+    "`nasnet-zoo fidelity`: Kendall tau 0.48, noise as large as the spread between cells); nasnet: the paper's "
+    "protocol on CIFAR-10 for a GPU cluster; cpu-digits: a smoke test on 8x8 digits (fast, barely tells cells "
+    "apart); synthetic: a known-optimum reward; *-ws: weight sharing (one supernet trained while the controller "
+    "learns, as ENAS does)"
 )
 
 
@@ -55,7 +57,9 @@ def search(args: argparse.Namespace) -> None:
         backend=args.backend, out=args.out, resume=args.resume, max_minutes=args.max_minutes,
         data_dir=args.data_dir, ray_address=args.ray_address, gpus_per_child=args.gpus_per_child,
     )  # fmt: skip
-    result = run_search(config, progress=True)
+    from ..search.sharing import SHARING, run_sharing
+
+    result = (run_sharing if args.preset in SHARING else run_search)(config, progress=True)  # weight sharing: -ws
     print(format_table(summary_rows(load_runs(args.out)), SUMMARY_HEADERS))
     for note in result.notes:
         print(f"note: {note}")

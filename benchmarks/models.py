@@ -66,8 +66,10 @@ class Config:
         if self.grad_ckpt:
             m.set_grad_checkpointing()
         m = m.to(device)
-        if self.compiled:  # ours only: the library's compiled eval path (inductor with freezing)
-            return m.compile_for_inference()
+        if self.compiled:  # ours only: the inference seam (BN folded, channels_last), compiled by inductor
+            from nasnet_zoo.fast import optimize_for_inference
+
+            return torch.compile(optimize_for_inference(m), dynamic=False)
         return m
 
     def input(self, batch: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -8,42 +8,18 @@
 3. Concatenate the ``concat`` states. An input state among them is first brought to the cell's width and
    output resolution (factorized reduction, or 1x1 conv + BN; no ReLU), like TF's ``_combine_unused_states``.
 
-Every ReLU is computed once per tensor: a state read by several ReLU-first ops is activated once (`ReLUFirst`).
-Likewise a parameter-free op (a pool) applied twice to one state runs once: NASNet-A's normal cell averages
-``h1`` twice and its reduction cell max-pools ``h0`` twice.
-Across cells, the network sets `Cell.relu_output` when every reader of a cell's output applies ReLU first (all
-of them do in NASNet-A, except a ``pre1`` that is the identity), so the cell returns ReLU(concat) and its
-readers, told by `Cell.relu_inputs`, skip their own ReLU: one pass instead of two over the widest tensors.
+Each op takes its own ReLU, as in TF-slim (a state read by three ReLU-first ops is activated three times).
+A parameter-free op (a pool) applied twice to one state runs once: NASNet-A's normal cell averages ``h1`` twice
+and its reduction cell max-pools ``h0`` twice; the second reader gets the first one's result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import genotype as G
-from .ops import FactorizedReduce, Norm, ReLUConvBN, ReLUFirst, ReLUReduce, drop_path, make_op, projection
-
-
-class _States(list):
-    """The cell's hidden states, and the parameter-free functions of them the ops ask for (the ReLU of a state,
-    a pool of it), each computed the first time and reused after."""
-
-    def __init__(self, *states: torch.Tensor) -> None:
-        super().__init__(states)
-        self._once: dict[tuple[str, int], torch.Tensor] = {}
-
-    def once(self, name: str, i: int, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """``fn(state i)``, computed once per ``(name, i)``."""
-        if (name, i) not in self._once:
-            self._once[name, i] = fn(self[i])
-        return self._once[name, i]
-
-    def relu(self, i: int) -> torch.Tensor:
-        return self.once("relu", i, F.relu)
+from .ops import FactorizedReduce, Norm, ReLUConvBN, ReLUReduce, drop_path, make_op, projection
 
 
 class Branch(nn.Module):
@@ -54,18 +30,18 @@ class Branch(nn.Module):
         self.source = source
         self.droppable = op_name != "identity"  # TF exempts identity, even when it projects
         self.op = make_op(op_name, c_in, c_out, stride, norm)
-        # Parameter-free ops are shared by name; the stride follows from the source within a cell.
-        self.pure = next(self.op.parameters(), None) is None
-        self.op_name = op_name
+        # A parameter-free op's result is shared by every branch applying it to the same state ("" : not shared).
+        self.memo_key = f"{op_name}({source})" if next(self.op.parameters(), None) is None else ""
 
-    def forward(self, states: _States, keep_prob: torch.Tensor | None) -> torch.Tensor:
-        op, i = self.op, self.source
-        if isinstance(op, ReLUFirst):
-            x = op.body(states.relu(i))
-        elif self.pure:
-            x = states.once(self.op_name, i, op)
+    def forward(
+        self, states: list[torch.Tensor], memo: dict[str, torch.Tensor], keep_prob: torch.Tensor | None
+    ) -> torch.Tensor:
+        if self.memo_key in memo:
+            x = memo[self.memo_key]
         else:
-            x = op(states[i])
+            x = self.op(states[self.source])
+            if self.memo_key:
+                memo[self.memo_key] = x
         if keep_prob is not None and self.droppable:
             x = drop_path(x, keep_prob)
         return x
@@ -80,8 +56,10 @@ class BlockModule(nn.Module):
         self.concat = block.combine == "concat"
         self.out_channels = 2 * filters if self.concat else filters
 
-    def forward(self, states: _States, keep_prob: torch.Tensor | None) -> torch.Tensor:
-        a, b = self.left(states, keep_prob), self.right(states, keep_prob)
+    def forward(
+        self, states: list[torch.Tensor], memo: dict[str, torch.Tensor], keep_prob: torch.Tensor | None
+    ) -> torch.Tensor:
+        a, b = self.left(states, memo, keep_prob), self.right(states, memo, keep_prob)
         return torch.cat([a, b], 1) if self.concat else a + b
 
 
@@ -139,28 +117,17 @@ class Cell(nn.Module):
             elif s < G.NUM_INPUT_STATES and widths[s] != filters:
                 self.adjust[str(s)] = projection(widths[s], filters, norm)
         self.out_channels = sum(filters if str(s) in self.adjust else widths[s] for s in self.concat)
-        self.relu_output = False  # return ReLU(concat); the network sets these two (see the module docstring)
-        self.relu_inputs = (False, False)  # ``x`` / ``prev`` arrive as ReLU(raw output)
-
-    @property
-    def reads_raw_prev(self) -> bool:
-        """Whether ``prev`` is used as it is (``h1`` without ReLU), so it must not arrive activated."""
-        return isinstance(self.pre1, nn.Identity)
 
     def forward(
         self, x: torch.Tensor, prev: torch.Tensor | None, keep_prob: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``keep_prob`` is this cell's ScheduledDropPath keep probability (None: no drop path)."""
-        x_relu = x if self.relu_inputs[0] else F.relu(x)
-        if prev is None:  # a first cell: h1 is the raw input
-            h1 = x
-        elif isinstance(self.pre1, ReLUFirst):
-            h1 = self.pre1.body(prev if self.relu_inputs[1] else F.relu(prev))
-        else:
-            h1 = self.pre1(prev)
-        states = _States(self.pre0.body(x_relu), h1)
+        h1 = x if prev is None else self.pre1(prev)  # a first cell: h1 is the raw input
+        states = [self.pre0(x), h1]
+        memo: dict[str, torch.Tensor] = {}
         for block in self.blocks:
-            states.append(block(states, keep_prob))
-        adjust = self.adjust
-        out = torch.cat([adjust[str(s)](states[s]) if str(s) in adjust else states[s] for s in self.concat], 1)
-        return out.relu_() if self.relu_output else out
+            states.append(block(states, memo, keep_prob))
+        inputs = [states[0], states[1]]
+        for key, adjust in self.adjust.items():
+            inputs[int(key)] = adjust(inputs[int(key)])
+        return torch.cat([inputs[s] if s < G.NUM_INPUT_STATES else states[s] for s in self.concat], 1)

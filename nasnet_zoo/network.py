@@ -32,7 +32,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .cell import Cell
 from .genotype import NASNET_A, Genotype
-from .ops import ConvBN, SameConv2d, drop_folded
+from .ops import ConvBN, SameConv2d
 
 
 @dataclass(frozen=True)
@@ -212,44 +212,7 @@ class NASNet(nn.Module):
         )
         self.register_buffer("drop_path_progress", torch.zeros(()), persistent=False)
         self._init_weights()
-        self._share_relus()
         self.channels_last = channels_last
-
-    def _share_relus(self) -> None:
-        """Let each cell output be activated once, by its producer, when no reader needs it raw (see cell.py).
-
-        Readers of output ``j``: the next cell (``x``: through ReLU, except a first cell, which only ever reads
-        the stem) and the cell that takes it as ``prev`` (raw if its ``pre1`` is the identity). The head, the
-        aux head and the feature taps all apply ReLU; ReLU of a ReLU is the same, they just skip it."""
-        cells = [getattr(self, name) for name in self.layer_names]
-        raw = [True, True] + [False] * len(cells)  # outputs: [none, stem, cell 0, ...]: None and stem stay raw
-        for i, cell in enumerate(cells):
-            if cell.reads_raw_prev and i + 2 + self._prev[i] >= 0:
-                raw[i + 2 + self._prev[i]] = True
-        for i, cell in enumerate(cells):
-            cell.relu_output = not raw[i + 2]
-            cell.relu_inputs = (not raw[i + 1], i + 2 + self._prev[i] >= 0 and not raw[i + 2 + self._prev[i]])
-
-    def _relu(self, x: torch.Tensor, i: int) -> torch.Tensor:
-        """The ReLU of the output of plan entry ``i`` (-1: the stem), unless it is activated already."""
-        return x if i >= 0 and getattr(self, self.layer_names[i]).relu_output else F.relu(x)
-
-    def compile_for_inference(self, **options: Any) -> FrozenNASNet:
-        """The fastest exact eval path: this model in eval mode, compiled by inductor with freezing.
-
-        Freezing makes the weights constants, so inductor folds every BN, prepacks the weights for oneDNN and
-        fuses each conv with the ReLU or add after it, and the pools, concats and pads with their neighbours
-        (on 2 CPU cores: 1.4x the eager model for mobile, 1.1x for large, whose time is nearly all 1x1 convs;
-        see benchmarks/). The first call of each input shape compiles (about a minute for NASNet-A on
-        2 cores). Later changes to the weights are not seen: compile again after loading others. ``options``
-        are more inductor settings."""
-        return FrozenNASNet(torch.compile(self.eval(), dynamic=False, options=options))
-
-    def train(self, mode: bool = True) -> NASNet:
-        """`nn.Module.train`; entering training also frees the cached inference weights (BN folded in)."""
-        if mode:
-            drop_folded(self)
-        return super().train(mode)
 
     # --- initialisation: TF-slim's variance_scaling(FAN_OUT) for convs and the classifier --------------------
     def _init_weights(self) -> None:
@@ -271,34 +234,40 @@ class NASNet(nn.Module):
 
     # --- forward ------------------------------------------------------------------------------------------
     def _run(
-        self, x: torch.Tensor, take: set[int] | None = None, stop: int | None = None
+        self, x: torch.Tensor, take: list[int] | None = None, stop: int | None = None
     ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
-        """Run stem and cells; return the ReLU of the last output, the (ReLU'd) feature levels in ``take``, and
-        the aux head's input."""
-        if self.channels_last and x.ndim == 4:
+        """Run the stem and the cells up to plan index ``stop`` (None: all; -1: none); return the ReLU of the last
+        output, the (ReLU'd) feature levels in ``take``, and the aux head's input."""
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        ckpt = self.grad_checkpointing and self.training and not torch.jit.is_scripting()
-        x = _checkpoint(self.stem, x) if ckpt else self.stem(x)
+        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+            x = _checkpoint(self.stem, x)
+        else:
+            x = self.stem(x)
         feats: list[torch.Tensor] = []
         if take is not None and 0 in take:
             feats.append(F.relu(x))
         outs: list[torch.Tensor | None] = [None, x]
-        aux_in = None
-        level = 1
-        names = self.layer_names if stop is None else self.layer_names[: stop + 1]
-        for i, name in enumerate(names):
-            cell = getattr(self, name)
-            prev = outs[self._prev[i]] if len(outs) >= -self._prev[i] else None
-            keep = self._keep_prob(i)
-            x = _checkpoint(cell, outs[-1], prev, keep) if ckpt else cell(outs[-1], prev, keep)
-            outs = [*outs[-2:], x]
-            if level < len(self._feature_layers) and i == self._feature_layers[level]:
-                if take is not None and level in take:
-                    feats.append(self._relu(x, i))
-                level += 1
-            if self.aux_head is not None and i == self._aux_after and self.training:
-                aux_in = self._relu(x, i)
-        return self._relu(x, len(names) - 1), feats, aux_in
+        aux_in: torch.Tensor | None = None
+        level, i = 1, 0
+        for cell in self.children():  # the cells in plan order (a loop TorchScript unrolls: no break in it)
+            if hasattr(cell, "blocks"):  # a Cell (TorchScript's isinstance tells only one Cell type)
+                if stop is None or i <= stop:
+                    prev = outs[self._prev[i]] if len(outs) >= -self._prev[i] else None
+                    keep = self._keep_prob(i)
+                    if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+                        x = _checkpoint(cell, x, prev, keep)
+                    else:
+                        x = cell(x, prev, keep)
+                    outs = [outs[-2], outs[-1], x]
+                    if level < len(self._feature_layers) and i == self._feature_layers[level]:
+                        if take is not None and level in take:
+                            feats.append(F.relu(x))
+                        level += 1
+                    if i == self._aux_after and self.training:
+                        aux_in = F.relu(x)
+                i += 1
+        return F.relu(x), feats, aux_in
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem and cells, then the final ReLU: the map the head pools."""
@@ -311,7 +280,7 @@ class NASNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | NASNetOutput:
         x, _, aux_in = self._run(x)
         logits = self.forward_head(x)
-        if aux_in is not None:
+        if self.aux_head is not None and aux_in is not None:
             return NASNetOutput(logits, self.aux_head(aux_in))
         return logits
 
@@ -332,7 +301,7 @@ class NASNet(nn.Module):
             raise ValueError(f"only NCHW output is supported, got {output_fmt!r}")
         take, max_index = feature_take_indices(len(self.feature_info), indices)
         stop = self._feature_layers[max_index] if (stop_early or intermediates_only) else None
-        x, feats, _ = self._run(x, set(take), stop)
+        x, feats, _ = self._run(x, list(take), stop)
         if intermediates_only:
             return feats
         return x, feats
@@ -403,31 +372,3 @@ def _bn_stats_kept(module: nn.Module) -> Iterator[None]:
         for m, (momentum, count) in zip(bns, kept, strict=True):
             m.momentum = momentum
             m.num_batches_tracked.copy_(count)
-
-
-class FrozenNASNet(nn.Module):
-    """What `NASNet.compile_for_inference` returns: the compiled model, called without autograd and with
-    inductor's ``freezing`` on.
-
-    Freezing has to be on in inductor's global config while dynamo traces (that is when the parameters are
-    marked as constants; ``torch.compile(options={"freezing": True})`` reaches inductor only afterwards and
-    leaves them graph inputs, so nothing is folded), and autograd has to be off; each call sets both for its
-    duration, so the user's other compiled models are left alone.
-    """
-
-    def __init__(self, compiled: nn.Module) -> None:
-        super().__init__()
-        self.compiled = compiled
-
-    def __getattr__(self, name: str) -> Any:
-        """The model's attributes (``num_classes``, ``pretrained_cfg``, ...), as `torch.compile`'s module has."""
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.compiled, name)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from torch._inductor import config  # loaded by torch.compile anyway; not on `import nasnet_zoo`
-
-        with torch.no_grad(), config.patch(freezing=True):
-            return self.compiled(x)

@@ -8,27 +8,23 @@ for any input size; pooling needs no copy (the odd pixel is the extra window of 
 Every builder in `OP_BUILDERS` has the signature ``(c_in, c_out, stride, norm) -> nn.Module`` and maps
 ``c_in`` channels to ``c_out`` channels (pools add a 1x1 conv + BN only when the widths differ).
 
-Two things make inference fast without changing what is computed (tests/test_fast_paths.py bounds both):
-
-* `conv_bn` runs a conv and the BN after it as one conv with the BN folded into its weights and bias when
-  nothing needs the BN as a layer: BN in eval mode, autograd off, not being traced by torch.compile/export,
-  no forward hooks on either layer (so tools that hook layers, e.g. `complexity.count_mult_adds`, see them).
-  The folded weights are cached per conv and recomputed when any of the five tensors they come from changes
-  (PyTorch's version counter and storage pointer), so an optimiser step, `load_state_dict` or `.to()` is
-  seen; `NASNet.train()` drops the cache.
-* Ops that start with a ReLU derive from `ReLUFirst`: a cell computes each state's ReLU once and calls the
-  op's `body` on it, instead of every op reading that state taking its own ReLU (so inside a cell the ops'
-  ``act`` modules are not called; they run when an op is used on its own).
+Plain reference code, as TF-slim writes it: every op takes its own ReLU, every BN runs as a layer. The modules
+script (``torch.jit.script``), trace (torch.fx: the SAME-padding functions are wrapped, so a graph holds them
+as calls instead of tracing into their arithmetic on the input's shape) and export. Built under timm's
+``exportable`` flag (``timm.create_model(..., exportable=True)``), the SAME ops read the input size as plain
+integers, so an exported graph gets constant paddings for the input size it was exported at, as timm's own
+``Conv2dSameExport`` does. Inference fast paths live in `nasnet_zoo.fast`.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from weakref import WeakKeyDictionary
 
 import torch
+import torch.fx
 import torch.nn.functional as F
+from timm.layers import is_exportable
 from torch import nn
 
 from .genotype import OPS
@@ -44,10 +40,41 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
     return total // 2, total - total // 2
 
 
-def layout(x: torch.Tensor) -> torch.memory_format:
-    """``x``'s memory format: channels_last when channels are its innermost dimension (also in a strided view
-    of such a tensor), else the standard one."""
-    return torch.channels_last if x.ndim == 4 and x.stride(1) == 1 else torch.contiguous_format
+def _size(x: torch.Tensor, dim: int, static: bool) -> int:
+    """``x.shape[dim]``; as a constant of a traced graph when ``static`` (a tracer's size becomes an int)."""
+    return int(x.shape[dim]) if static else x.shape[dim]
+
+
+def conv2d_same(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: list[int],
+    dilation: list[int],
+    groups: int,
+    static: bool = False,
+) -> torch.Tensor:
+    """``F.conv2d`` with TF "SAME" padding: symmetric padding in the conv, an explicit pad when asymmetric."""
+    top, bottom = same_padding(_size(x, -2, static), weight.shape[-2], stride[0], dilation[0])
+    left, right = same_padding(_size(x, -1, static), weight.shape[-1], stride[1], dilation[1])
+    if top == bottom and left == right:
+        return F.conv2d(x, weight, bias, stride, [top, left], dilation, groups)
+    x = F.pad(x, [left, right, top, bottom])
+    return F.conv2d(x, weight, bias, stride, [0, 0], dilation, groups)
+
+
+def pool2d_same(x: torch.Tensor, kind: str, kernel_size: int, stride: int, static: bool = False) -> torch.Tensor:
+    """Max (-inf padding) or average (real-pixel divisor) pooling with TF "SAME" padding. TF's padding is
+    ``(p, p)`` or ``(p, p + 1)``; symmetric ``p`` plus ``ceil_mode``'s extra window is exactly the latter."""
+    top, _ = same_padding(_size(x, -2, static), kernel_size, stride)
+    left, _ = same_padding(_size(x, -1, static), kernel_size, stride)
+    if kind == "max":
+        return F.max_pool2d(x, kernel_size, stride, [top, left], ceil_mode=True)
+    return F.avg_pool2d(x, kernel_size, stride, [top, left], ceil_mode=True, count_include_pad=False)
+
+
+torch.fx.wrap("conv2d_same")
+torch.fx.wrap("pool2d_same")
 
 
 class SameConv2d(nn.Conv2d):
@@ -63,16 +90,11 @@ class SameConv2d(nn.Conv2d):
         groups: int = 1,
     ) -> None:
         super().__init__(c_in, c_out, kernel_size, stride, 0, dilation, groups, bias=False)
+        self.static = is_exportable()
 
-    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if layout(x) == torch.channels_last:  # the output follows the input's layout, whatever the weight's
-            weight = weight.contiguous(memory_format=torch.channels_last)
-        top, bottom = same_padding(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
-        left, right = same_padding(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
-        if top == bottom and left == right:
-            return F.conv2d(x, weight, bias, self.stride, (top, left), self.dilation, self.groups)
-        x = F.pad(x, (left, right, top, bottom))
-        return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stride, dilation = list(self.stride), list(self.dilation)
+        return conv2d_same(x, self.weight, self.bias, stride, dilation, self.groups, self.static)
 
 
 class SamePool2d(nn.Module):
@@ -83,64 +105,13 @@ class SamePool2d(nn.Module):
         if kind not in ("avg", "max") or kernel_size % 2 == 0 or not 1 <= stride <= kernel_size:
             raise ValueError(f"unsupported pool: {kind} {kernel_size}x{kernel_size} stride {stride}")
         self.kind, self.kernel_size, self.stride = kind, kernel_size, stride
+        self.static = is_exportable()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # TF's padding is (p, p) or (p, p + 1); symmetric p plus ceil_mode's extra window is exactly the latter.
-        top, _ = same_padding(x.shape[-2], self.kernel_size, self.stride)
-        left, _ = same_padding(x.shape[-1], self.kernel_size, self.stride)
-        if self.kind == "max":
-            return F.max_pool2d(x, self.kernel_size, self.stride, (top, left), ceil_mode=True)
-        return F.avg_pool2d(x, self.kernel_size, self.stride, (top, left), ceil_mode=True, count_include_pad=False)
+        return pool2d_same(x, self.kind, self.kernel_size, self.stride, self.static)
 
     def extra_repr(self) -> str:
         return f"{self.kind}, kernel_size={self.kernel_size}, stride={self.stride}"
-
-
-# --- conv + BN, folded for inference ------------------------------------------------------------------------
-_FOLDED: WeakKeyDictionary[nn.Conv2d, tuple[tuple, torch.Tensor, torch.Tensor]] = WeakKeyDictionary()
-
-
-def folds_bn(bn: nn.Module, *convs: nn.Module) -> bool:
-    """Whether ``bn`` and the convs before it run as folded convs now: BN in eval mode, autograd off, not
-    traced (tracers fold on their own), and no forward hooks on these layers (they must see them run)."""
-    if bn.training or torch.is_grad_enabled() or torch.compiler.is_compiling():
-        return False
-    return not any(m._forward_hooks or m._forward_pre_hooks for m in (bn, *convs))
-
-
-def _folded(
-    conv: nn.Conv2d, bn: nn.BatchNorm2d, channels: slice, fmt: torch.memory_format
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``conv``'s weight and a bias with ``bn[channels]`` folded in: ``bn(conv(x)) == conv'(x)``; the weight in
-    the memory format ``fmt`` of the input (so the conv needs no per-call copy of it). Cached."""
-    w, g, b, mean, var = conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var
-    key = (w._version, g._version, b._version, mean._version, var._version,  # in-place changes
-           w.data_ptr(), g.data_ptr(), b.data_ptr(), mean.data_ptr(), var.data_ptr(),  # new storage
-           channels.start, bn.eps, fmt)  # fmt: skip
-    hit = _FOLDED.get(conv)
-    if hit is not None and hit[0] == key:
-        return hit[1], hit[2]
-    scale = g[channels] * torch.rsqrt(var[channels] + bn.eps)
-    weight = (w * scale.view(-1, 1, 1, 1)).contiguous(memory_format=fmt)
-    bias = b[channels] - mean[channels] * scale
-    _FOLDED[conv] = (key, weight, bias)
-    return weight, bias
-
-
-def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, channels: slice = slice(None)) -> torch.Tensor:
-    """``bn(conv(x))`` (``bn[channels]`` when the BN spans several convs), one conv with BN folded in when
-    `folds_bn`; else the layers as they are."""
-    if folds_bn(bn, conv):
-        return conv._conv_forward(x, *_folded(conv, bn, channels, layout(x)))
-    if channels == slice(None):
-        return bn(conv(x))
-    raise ValueError("a BN shared by several convs is applied by its owner outside inference")
-
-
-def drop_folded(module: nn.Module) -> None:
-    """Forget the folded weights of every conv in ``module`` (they are rebuilt on the next inference call)."""
-    for m in module.modules():
-        _FOLDED.pop(m, None)
 
 
 class ConvBN(nn.Sequential):
@@ -150,25 +121,8 @@ class ConvBN(nn.Sequential):
         layers = OrderedDict(pool=pool) if pool is not None else OrderedDict()
         super().__init__(OrderedDict(layers, conv=conv, bn=bn))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if "pool" in self._modules:
-            x = self.pool(x)
-        return conv_bn(self.conv, self.bn, x)
 
-
-# --- ops that start with a ReLU -------------------------------------------------------------------------------
-class ReLUFirst(nn.Sequential):
-    """An op whose first layer is ReLU (the ``act`` child). ``forward(x) == body(relu(x))``; a cell shares
-    the ReLU of a state among all the ops reading it by calling `body` directly."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(self.act(x))
-
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-
-class ReLUConvBN(ReLUFirst):
+class ReLUConvBN(nn.Sequential):
     """ReLU -> conv (TF "SAME") -> BN: the paper's plain convolutions and the projections."""
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, norm: Norm, dilation: int = 1) -> None:
@@ -180,11 +134,8 @@ class ReLUConvBN(ReLUFirst):
             )
         )
 
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        return conv_bn(self.conv, self.bn, x)
 
-
-class FactorizedConv(ReLUFirst):
+class FactorizedConv(nn.Sequential):
     """ReLU -> 1xk conv -> kx1 conv -> BN (the paper's "1x3 then 3x1" and "1x7 then 7x1")."""
 
     def __init__(self, c_in: int, c_out: int, k: int, stride: int, norm: Norm) -> None:
@@ -197,11 +148,8 @@ class FactorizedConv(ReLUFirst):
             )
         )
 
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        return conv_bn(self.conv2, self.bn, self.conv1(x))
 
-
-class SepConvStack(ReLUFirst):
+class SepConvStack(nn.Sequential):
     """Twice (ReLU -> depthwise kxk -> pointwise 1x1 -> BN); the stride is on the first depthwise conv only.
 
     The first pointwise conv already maps to ``c_out`` (it matters when the input is wider, e.g. the raw stem
@@ -222,10 +170,6 @@ class SepConvStack(ReLUFirst):
                 bn2=norm(c_out),
             )
         )
-
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act2(conv_bn(self.pw1, self.bn1, self.dw1(x)))
-        return conv_bn(self.pw2, self.bn2, self.dw2(x))
 
 
 def projection(c_in: int, c_out: int, norm: Norm) -> ConvBN:
@@ -250,41 +194,32 @@ def identity(c_in: int, c_out: int, stride: int, norm: Norm) -> nn.Module:
 
 class FactorizedReduce(nn.Module):
     """Halve the resolution without losing pixels: two 1x1 stride-2 convs (to c_out/2 each), the second on the
-    input shifted by one pixel (pad bottom/right, drop top/left), then concat and BN. No ReLU inside."""
+    input shifted by one pixel (drop top/left, pad bottom/right), then concat and BN. No ReLU inside. (TF-slim
+    subsamples with a 1x1 stride-2 average pool before each conv: the same pixels.)"""
 
     def __init__(self, c_in: int, c_out: int, norm: Norm) -> None:
         super().__init__()
         if c_out % 2:
             raise ValueError(f"factorized reduction needs an even number of output channels, got {c_out}")
-        self.conv1 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)
-        self.conv2 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)
+        self.conv1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.bn = norm(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fmt = layout(x)  # the strided views are made dense in it (a conv may not see it in a view)
-        x1 = x[:, :, ::2, ::2].contiguous(memory_format=fmt)
-        if x.shape[-2] % 2 or x.shape[-1] % 2:  # the pad's zero row/column falls on the shifted grid
-            x = F.pad(x, (0, 1, 0, 1))
-        x2 = x[:, :, 1::2, 1::2].contiguous(memory_format=fmt)
-        if folds_bn(self.bn, self.conv1, self.conv2):  # each half of the BN folds into its own conv
-            half = self.conv1.out_channels
-            return torch.cat([conv_bn(self.conv1, self.bn, x1, slice(0, half)),
-                              conv_bn(self.conv2, self.bn, x2, slice(half, None))], 1)  # fmt: skip
-        return self.bn(torch.cat([self.conv1(x1), self.conv2(x2)], 1))
+        shifted = F.pad(x[:, :, 1:, 1:], [0, 1, 0, 1])
+        return self.bn(torch.cat([self.conv1(x), self.conv2(shifted)], 1))
 
 
-class ReLUReduce(ReLUFirst):
+class ReLUReduce(nn.Sequential):
     """ReLU -> `FactorizedReduce`: how a cell brings the input two cells back to its resolution."""
 
     def __init__(self, c_in: int, c_out: int, norm: Norm) -> None:
         super().__init__(OrderedDict(act=nn.ReLU(), reduce=FactorizedReduce(c_in, c_out, norm)))
 
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        return self.reduce(x)
 
-
-def drop_path(x: torch.Tensor, keep_prob: float | torch.Tensor) -> torch.Tensor:
-    """Zero whole examples with probability ``1 - keep_prob`` and scale survivors by ``1 / keep_prob``."""
+def drop_path(x: torch.Tensor, keep_prob: torch.Tensor) -> torch.Tensor:
+    """Zero whole examples with probability ``1 - keep_prob`` and scale survivors by ``1 / keep_prob`` (a 0-d
+    tensor, so the schedule can move it without a recompile; a Python float works too outside TorchScript)."""
     mask = (torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) + keep_prob).floor_()
     return x / keep_prob * mask
 

@@ -1,6 +1,6 @@
-"""The fast paths compute the exact model: channels_last activations, BN folded into convs for inference (and its
-cache), each ReLU computed once per tensor, a pool applied twice to one state run once, and the compiled path.
-Small models, small inputs; no timings (see benchmarks/)."""
+"""The inference seam (`nasnet_zoo.fast.optimize_for_inference`: BN folded into convs, channels_last weights)
+computes the exact model, the default channels_last activations do too, and a pool applied twice to one state
+runs once. Small models, small inputs; no timings (see benchmarks/seam.py)."""
 
 import copy
 
@@ -11,9 +11,10 @@ from torch import nn
 
 import nasnet_zoo
 from nasnet_zoo.cell import Branch
+from nasnet_zoo.fast import optimize_for_inference
 from nasnet_zoo.genotype import NASNET_A, Block, Genotype
 from nasnet_zoo.genotype import Cell as CellGenotype
-from nasnet_zoo.ops import _FOLDED, SameConv2d, SamePool2d, SepConvStack, conv_bn
+from nasnet_zoo.ops import FactorizedReduce, SamePool2d, SepConvStack
 from tests.helpers import randomize_bn
 
 SMALL = dict(num_cells=3, filters=8)
@@ -42,35 +43,35 @@ def calibrated(m: nn.Module, size: int) -> nn.Module:
 
 
 def exact(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The layers as written (autograd on: nothing is folded), NCHW, every ReLU where TF-slim has it."""
+    """The layers as written, NCHW, with autograd on."""
     ref = copy.deepcopy(model)
     ref.channels_last = False
-    for name in ref.layer_names:
-        cell = getattr(ref, name)
-        cell.relu_output, cell.relu_inputs = False, (False, False)
     with torch.enable_grad():
         return ref(x).detach()
 
 
 def fast(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return model(x)
+        return optimize_for_inference(model)(x)
 
 
 @pytest.mark.parametrize("name, size", CASES)
-def test_default_inference_path_matches_the_exact_layers(name, size):
+def test_the_inference_seam_matches_the_exact_layers(name, size):
     m = small(name, size)
     x = torch.randn(2, 3, size, size)
-    ref, out = exact(m, x), fast(m, x)
+    ref, opt = exact(m, x), optimize_for_inference(m)
+    with torch.no_grad():
+        out = opt(x)
     assert ref.abs().max() > 1.0
     assert (out - ref).abs().max() <= 1e-4
-    with torch.inference_mode():  # inference tensors in the cache, then reused outside inference mode
-        torch.testing.assert_close(m(x), out, rtol=0, atol=1e-6)
-    torch.testing.assert_close(fast(m, x), out, rtol=0, atol=1e-6)
+    with torch.inference_mode():
+        torch.testing.assert_close(opt(x), out, rtol=0, atol=1e-6)
     with torch.no_grad():
-        feats, inter = m.forward_intermediates(x)
+        feats, inter = opt.forward_intermediates(x)
     assert (feats - exact_features(m, x)).abs().max() <= 1e-4
-    assert all(f.min() >= 0 for f in inter)  # activated like before
+    assert all(f.min() >= 0 for f in inter)  # activated like the model's
+    with torch.no_grad():  # the default eval path (channels_last activations, every BN a layer) is exact too
+        assert (m.eval()(x) - ref).abs().max() <= 1e-4
 
 
 def exact_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -106,21 +107,6 @@ def assert_trains_the_same(m: nn.Module, plain: nn.Module, x: torch.Tensor) -> N
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5 * q.grad.abs().max().item())
 
 
-def test_sharing_relus_is_bitwise_the_same_function():
-    mobile = nasnet_zoo.create_model("nasnet_a_mobile")
-    assert all(getattr(mobile, n).relu_output for n in mobile.layer_names)  # no reader needs a raw output
-    m = small("nasnet_imagenet", drop_path_rate=0.3)  # at toy width one reader does
-    assert not all(getattr(m, n).relu_output for n in m.layer_names)
-    plain = copy.deepcopy(m)
-    for name in plain.layer_names:
-        cell = getattr(plain, name)
-        cell.relu_output, cell.relu_inputs = False, (False, False)
-    x = torch.randn(2, 3, 64, 64)
-    with torch.enable_grad():
-        assert torch.equal(m(x), plain(x))
-    assert_trains_the_same(m, plain, x)
-
-
 def test_a_pool_applied_twice_to_one_state_runs_once():
     m = small("nasnet_imagenet", drop_path_rate=0.3)
     pools = [mod for mod in m.modules() if isinstance(mod, SamePool2d)]
@@ -139,27 +125,22 @@ def test_a_pool_applied_twice_to_one_state_runs_once():
     plain = copy.deepcopy(m)  # every op computed on its own
     for branch in plain.modules():
         if isinstance(branch, Branch):
-            branch.pure = False
+            branch.memo_key = ""
     with torch.no_grad():
         assert torch.equal(m(x), plain(x))
     assert_trains_the_same(m, plain, x)
 
 
-def test_an_output_read_raw_stays_raw():
+def test_the_seam_is_exact_where_an_input_state_is_read_raw():
     # A normal cell whose only output is one F-wide state: two cells later, pre1 is the identity (TF uses the
-    # raw tensor there), so that output must not be activated, while the others are.
+    # raw tensor there, no ReLU).
     chain = CellGenotype.from_blocks(
         [Block((0, 1), ("sep_conv_3x3", "identity")), Block((2, 2), ("avg_pool_3x3", "identity"))]
     )
     g = Genotype(chain, NASNET_A.reduction)
     torch.manual_seed(0)
     m = calibrated(randomize_bn(nasnet_zoo.create_model("nasnet_cifar", genotype=g, num_cells=9, filters=8)), 16)
-    readers = [getattr(m, n) for n in m.layer_names]
-    raw_readers = [i for i, c in enumerate(readers) if c.reads_raw_prev and i >= 2]
-    assert raw_readers, "the genotype should make some pre1 an identity"
-    for i in raw_readers:
-        assert not readers[i + m._prev[i]].relu_output and not readers[i].relu_inputs[1]
-    assert any(c.relu_output for c in readers)
+    assert any(isinstance(getattr(m, n).pre1, nn.Identity) for n in m.layer_names[2:])
     x = torch.randn(2, 3, 16, 16)
     assert (fast(m, x) - exact(m, x)).abs().max() <= 1e-4
 
@@ -170,35 +151,31 @@ def assert_same(a: torch.Tensor, b: torch.Tensor) -> None:
     assert (a - b).abs().max() <= 1e-5 * b.abs().max()
 
 
-def test_folded_weights_follow_every_change_of_the_weights():
-    m = small("nasnet_imagenet")
+def test_the_seam_folds_every_bn_into_a_copy():
+    m = small("nasnet_imagenet").train()
     x = torch.randn(1, 3, 64, 64)
-    fast(m, x)
-    sep = next(mod for mod in m.modules() if isinstance(mod, SepConvStack))
-    assert sep.pw1 in _FOLDED
-    with torch.no_grad():  # in-place edits: conv weight, BN statistics and affine parameters
-        sep.pw1.weight.mul_(1.5)
-        sep.bn2.running_var.mul_(2.0)
-        m.stem.bn.bias.add_(0.3)
-    assert_same(fast(m, x), exact(m, x))
+    count = lambda model: sum(isinstance(mod, nn.BatchNorm2d) for mod in model.modules())  # noqa: E731
+    bns = count(m)
+    opt = optimize_for_inference(m)
+    assert count(opt) == 0 and count(m) == bns > 0
+    assert m.training and not opt.training  # the model is left as it was
+    assert next(mod for mod in opt.modules() if isinstance(mod, SepConvStack)).pw1.bias is not None
+    out = fast(m, x)
+    with torch.no_grad():  # a copy: later changes to the model are not seen
+        m.stem[0].weight.mul_(-1)
+        assert torch.equal(opt(x), opt(x)) and (opt(x) - out).abs().max() <= 1e-5 * out.abs().max()
+    assert optimize_for_inference(m, inplace=True) is m and not m.training
 
-    other = small("nasnet_imagenet")
+
+def test_each_half_of_a_factorized_reduction_folds_into_its_conv():
+    torch.manual_seed(0)
+    reduce = randomize_bn(FactorizedReduce(6, 8, nn.BatchNorm2d)).eval()
+    x = torch.randn(2, 6, 9, 9)
     with torch.no_grad():
-        for p in other.parameters():
-            p.mul_(0.9)
-    m.load_state_dict(other.state_dict())
-    assert_same(fast(m, x), exact(other, x))
-
-    m.train()  # training drops the cache; a step moves weights and BN statistics
-    assert not any(mod in _FOLDED for mod in m.modules())
-    opt = torch.optim.SGD(m.parameters(), lr=0.1)
-    m(torch.randn(4, 3, 64, 64)).square().mean().backward()
-    opt.step()
-    m.eval()
-    assert_same(fast(m, x), exact(m, x))
-
-    m.double()  # new storage and dtype: refolded, not reused
-    assert fast(m, x.double()).dtype == torch.float64
+        ref = reduce(x)
+        out = optimize_for_inference(reduce, channels_last=False)(x)
+    assert isinstance(optimize_for_inference(reduce).bn, nn.Identity)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_eval_with_autograd_uses_the_layers_and_trains_them():
@@ -223,50 +200,3 @@ def test_activations_run_channels_last_and_parameters_save_anywhere(tmp_path):
         out = nchw.forward_features(x)
     assert out.is_contiguous()
     torch.testing.assert_close(out, feats, rtol=0, atol=1e-5)
-
-
-def test_conv_bn_folds_only_for_inference():
-    conv, bn = SameConv2d(4, 6, 3, 2), nn.BatchNorm2d(6)
-    randomize_bn(bn)
-    bn.eval()
-    x = torch.randn(2, 4, 10, 10)
-    with torch.no_grad():
-        torch.testing.assert_close(conv_bn(conv, bn, x), bn(conv(x)), rtol=1e-5, atol=1e-5)
-        assert conv in _FOLDED
-    bn.train()
-    with torch.no_grad(), pytest.raises(ValueError, match="shared"):
-        conv_bn(conv, bn, x, slice(0, 3))
-
-
-def test_hooked_layers_run_as_layers():
-    # Tools that hook convs or BNs (complexity.count_mult_adds, pruning, activation statistics) see them run.
-    m = small("nasnet_imagenet")
-    x = torch.randn(1, 3, 64, 64)
-    out = fast(m, x)
-    seen = []
-    sep = next(mod for mod in m.modules() if isinstance(mod, SepConvStack))
-    handles = [sep.pw1.register_forward_hook(lambda *a: seen.append("pw1")),
-               sep.bn2.register_forward_hook(lambda *a: seen.append("bn2"))]  # fmt: skip
-    torch.testing.assert_close(fast(m, x), out, rtol=0, atol=1e-4)
-    assert seen == ["pw1", "bn2"]
-    for h in handles:
-        h.remove()
-
-
-def test_compile_for_inference_is_frozen_and_matches_the_exact_layers():
-    # Inductor with freezing: BN folded, weights prepacked, convs fused with their ReLUs and adds. Called as a
-    # user would, autograd on: the model turns it off itself (freezing needs that).
-    m = small("nasnet_imagenet")
-    x = torch.randn(2, 3, 64, 64)
-    ref = exact(m, x)
-    compiled = m.compile_for_inference()
-    out = compiled(x)
-    assert not m.training and ref.abs().max() > 1.0 and not out.requires_grad
-    assert compiled.num_classes == m.num_classes and compiled.pretrained_cfg is m.pretrained_cfg
-    assert (out - ref).abs().max() <= 1e-4
-    # Frozen: the weights are constants of the compiled code, so changing the model's no longer shows (with
-    # the weights as graph inputs, as torch.compile(options={"freezing": True}) leaves them, it would).
-    with torch.no_grad():
-        m.cell_0.pre0.conv.weight.mul_(-1)
-    assert torch.equal(compiled(x), out)
-    assert (fast(m, x) - out).abs().max() > 1e-2

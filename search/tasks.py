@@ -154,7 +154,7 @@ class DigitsTask(ChildTraining):
     def reward(self, genotype: Genotype, seed: int) -> float:
         train, val = _digits(self.val_fraction, self.split_seed)
         torch.manual_seed(seed)  # the child's initial weights
-        return fit(self.build(genotype), train, val, self.train_config(seed), device="cpu").final_val_acc
+        return fit(self.build(genotype), train, val, self.train_config(seed), device="cpu", quiet=True).final_val_acc
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ class ShapesTask(ChildTraining):
     def _trained(self, genotype: Genotype, seed: int, val: Dataset | None) -> tuple[nn.Module, float | None]:
         torch.manual_seed(seed)  # the child's initial weights
         model = self.build(genotype)
-        result = fit(model, self.split("train"), val, self.train_config(seed), device="cpu")
+        result = fit(model, self.split("train"), val, self.train_config(seed), device="cpu", quiet=True)
         return model, result.final_val_acc
 
     def reward(self, genotype: Genotype, seed: int) -> float:
@@ -255,4 +255,4 @@ class Cifar10Task(ChildTraining):
         val = Subset(plain, order[len(order) - self.val_size :])
         torch.manual_seed(seed)
         config = self.train_config(seed)
-        return fit(self.build(genotype), train, val, config, num_workers=self.loader_workers).final_val_acc
+        return fit(self.build(genotype), train, val, config, num_workers=self.loader_workers, quiet=True).final_val_acc

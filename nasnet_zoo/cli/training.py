@@ -17,6 +17,7 @@ def _run_folder_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", help="start afresh in --out, replacing the run there")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no line per epoch")
 
+
 NPROC = argparse.ArgumentParser(add_help=False)
 NPROC.add_argument(
     "--nproc", type=count, default=1,

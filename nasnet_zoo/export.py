@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ExportCheckError
+from .errors import ConfigError, ExportCheckError
 
 FORMATS = {"onnx": ".onnx", "exported-program": ".pt2"}
 
@@ -69,9 +69,9 @@ def export_model(
     (and writes nothing) when the exported model disagrees.
     """
     if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if batch_size < 2:
-        raise ValueError("batch_size must be >= 2 (a batch of 1 would fix the batch dimension in the export)")
+        raise ConfigError("batch_size must be >= 2 (a batch of 1 would fix the batch dimension in the export)")
     out = Path(out)
     if input_size is None:
         input_size = (model.in_chans, *model.pretrained_cfg["input_size"][1:])
@@ -85,7 +85,7 @@ def export_model(
     try:
         with torch.no_grad():
             run = (_export_onnx if fmt == "onnx" else _export_program)(model, samples[0], tmp, dynamic)
-            diffs = []
+            diffs, alloweds = [], []
             for x in samples:
                 eager, exported = model(x), run(x)
                 if exported.shape != eager.shape:
@@ -94,6 +94,7 @@ def export_model(
                     )
                 diffs.append((exported - eager).abs().max().item())
                 allowed = atol + rtol * eager.abs().max().item()
+                alloweds.append(allowed)
                 if not diffs[-1] <= allowed:
                     raise ExportCheckError(
                         f"the {fmt} export differs from the eager model by up to {diffs[-1]:.3g} on an input of shape "
@@ -105,6 +106,7 @@ def export_model(
         tmp.unlink(missing_ok=True)
     return dict(
         format=fmt, path=str(out), bytes=out.stat().st_size, input_shape=[batch_size, *input_size],
-        checked_batch_sizes=[len(x) for x in samples], max_abs_diff=max(diffs), atol=atol, rtol=rtol,
+        checked_batch_sizes=[len(x) for x in samples], max_abs_diff=max(diffs),
+        allowed_max_abs_diff=alloweds[diffs.index(max(diffs))], atol=atol, rtol=rtol,
         seconds=round(time.perf_counter() - t0, 1),
     )  # fmt: skip

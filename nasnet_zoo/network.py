@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .cell import Cell
+from .errors import ConfigError
 from .genotype import NASNET_A, Genotype
 from .ops import ConvBN, SameConv2d
 
@@ -53,7 +54,12 @@ class MacroConfig:
 
     def __post_init__(self) -> None:
         if self.stem not in ("imagenet", "cifar"):
-            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
+            raise ConfigError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
+        if self.num_cells < 1 or self.filters < 2 or self.filters % 2:
+            raise ConfigError(
+                f"a NASNet needs at least 1 cell and an even number of filters >= 2 "
+                f"(got {self.num_cells} cells, {self.filters} filters); try --num-cells 6 --filters 32"
+            )
 
     @property
     def reduction_indices(self) -> list[int]:
@@ -140,7 +146,7 @@ class NASNet(nn.Module):
     ) -> None:
         super().__init__()
         if config is None:
-            raise ValueError("NASNet needs a MacroConfig; use nasnet_zoo.create_model for the zoo's layouts")
+            raise ConfigError("NASNet needs a MacroConfig; use nasnet_zoo.create_model for the zoo's layouts")
         self.genotype, self.config = genotype, config
         self.num_classes, self.in_chans = num_classes, in_chans
         self.drop_rate = 1 - config.dense_dropout_keep_prob if drop_rate is None else drop_rate

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from nasnet_zoo.data import ImageTensorDataset, cifar10, cifar_train_transform, normalize
+from nasnet_zoo.errors import ConfigError, NotFoundError
 from nasnet_zoo.genotype import COMBINES, Genotype
 from nasnet_zoo.train import TrainConfig, evaluate, fit
 from nasnet_zoo.zoo import create_model
@@ -236,9 +237,9 @@ class Cifar10Task(ChildTraining):
     def check_data(self) -> None:
         """Fail early, with what to do, when ``data_dir`` holds no CIFAR-10."""
         if self.data_dir is None:
-            raise ValueError("the cifar10 task needs --data-dir: a folder holding torchvision's cifar-10-batches-py")
+            raise ConfigError("the cifar10 task needs --data-dir: a folder holding torchvision's cifar-10-batches-py")
         if not (Path(self.data_dir) / "cifar-10-batches-py").is_dir():
-            raise FileNotFoundError(
+            raise NotFoundError(
                 f"no CIFAR-10 under {self.data_dir!r}: expected {self.data_dir}/cifar-10-batches-py (torchvision's "
                 "format; `nasnet-zoo train cifar10 --download` fetches it on a machine with network)"
             )
@@ -249,7 +250,7 @@ class Cifar10Task(ChildTraining):
                          check_md5=self.check_md5)  # fmt: skip
         plain = ImageTensorDataset(images.images, images.labels, images.classes, normalize())
         if self.train_size + self.val_size > len(images):
-            raise ValueError(f"train_size + val_size = {self.train_size + self.val_size} > {len(images)} images")
+            raise ConfigError(f"train_size + val_size = {self.train_size + self.val_size} > {len(images)} images")
         order = np.random.default_rng(self.split_seed).permutation(len(images)).tolist()
         train = Subset(images, order[: self.train_size])
         val = Subset(plain, order[len(order) - self.val_size :])

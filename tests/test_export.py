@@ -46,6 +46,7 @@ def test_export_agrees_with_eager(fmt: str, trained: nn.Module, tmp_path: Path) 
     out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt2")
     report = export_model(trained, fmt, out, input_size=(1, 8, 8))
     assert report["path"] == str(out) and report["checked_batch_sizes"] == [2, 1] and report["max_abs_diff"] <= 1e-4
+    assert report["atol"] <= report["allowed_max_abs_diff"] and report["max_abs_diff"] <= report["allowed_max_abs_diff"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # one self-contained file, no partial left
 
     # Independently of export_model's own check: load the file and run a batch size it has not seen.

@@ -136,3 +136,13 @@ def test_in_chans_and_headless():
     m = nasnet_zoo.create_model("nasnet_cifar", in_chans=1, num_classes=0, num_cells=3, filters=8)
     y = m(torch.randn(2, 1, 8, 8))
     assert y.shape == (2, m.num_features)
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(num_cells=0), dict(num_cells=-3), dict(filters=0), dict(filters=-8), dict(filters=7)]
+)
+def test_a_macro_config_that_builds_no_network_is_refused(kw) -> None:
+    from nasnet_zoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least 1 cell and an even number of filters"):
+        nasnet_zoo.create_model("nasnet_cifar", **kw)

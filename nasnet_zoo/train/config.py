@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ..errors import ConfigError
+
 OPTIMIZERS = ("sgd", "rmsprop")
 SCHEDULES = ("cosine", "exponential", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -41,7 +43,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         def need(ok: bool, what: str) -> None:
             if not ok:
-                raise ValueError(f"TrainConfig: {what}")
+                raise ConfigError(f"TrainConfig: {what}")
 
         need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import DataError
 from . import distributed
 from .batches import Batches, autocast_dtype
 from .distributed import EvalShards, reduce_eval
@@ -58,7 +59,7 @@ def evaluate_batches(
     else:  # a given DataLoader: every replica ran all of it
         loss, top1, top5, n = (math.fsum(c) for c in torch.stack(rows).T.tolist()) if rows else (0, 0, 0, 0)
     if n == 0:
-        raise ValueError("the evaluation data has no examples")
+        raise DataError("the evaluation data has no examples")
     return dict(loss=loss / n, acc1=top1 / n, acc5=top5 / n, n=int(n))
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..weights import save_safetensors
 from . import distributed, outputs
 from .batches import Batches, autocast_dtype
@@ -253,7 +253,7 @@ def _batches(
         model.to(memory_format=torch.channels_last)
     train = Batches(train_data, config.batch_size, True, config.seed, replicas, num_workers)
     if len(train) == 0:
-        raise ValueError("the training data has no examples")
+        raise DataError("the training data has no examples")
     if val_data is None:
         return train, None
     return train, Batches(val_data, config.eval_batch_size or 2 * per_replica, False, 0, replicas, num_workers)

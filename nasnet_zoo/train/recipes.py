@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import ConfigError, DataError
 from . import distributed
 from .config import TrainConfig
 from .loop import FitResult, fit
@@ -112,7 +113,7 @@ def _recipe_data(
     train = data.image_folder(root / "train", data.imagenet_train_transform(size, mean, std))
     val = data.image_folder(root / "val", data.eval_transform(model_cfg, "tf"))
     if val.classes != train.classes:
-        raise ValueError(f"{root}/val has other classes than {root}/train; both need the same class folders")
+        raise DataError(f"{root}/val has other classes than {root}/train; both need the same class folders")
     return train, val, len(train.classes)
 
 
@@ -158,7 +159,7 @@ def run_recipe(
     from ..zoo import create_model
 
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+        raise ConfigError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
     recipe = RECIPES[name]
     config = recipe.config if batch_size is None else recipe.config.scaled(batch_size)
     config = config if epochs is None else dataclasses.replace(config, epochs=epochs)
@@ -168,7 +169,7 @@ def run_recipe(
         model = model or recipe.model
         pretrained_cfg = get_pretrained_cfg(model)
         if pretrained_cfg is None:
-            raise ValueError(f"unknown model {model!r}; see `nasnet-zoo list`")
+            raise ConfigError(f"unknown model {model!r}; see `nasnet-zoo list`")
         cfg = pretrained_cfg.to_dict()
         if "img_size" in model_kwargs:
             cfg["input_size"] = (3, model_kwargs["img_size"], model_kwargs["img_size"])

@@ -65,7 +65,7 @@ def steps(preset: str, genotypes: int, rounds: int = 3) -> dict[str, Any]:
     cpu = torch.device("cpu")
     x, y = Stream(train, task.batch_size, 0, cpu).batch(0)
     xv, yv = Stream(val, sharing.SHARING[preset].reward_batch_size, 0, cpu).batch(0)
-    supernet = sharing.build_supernet(task)
+    supernet = sharing.build_supernet(task, filters=sharing.SHARING[preset].filters)
     optimizer = torch.optim.SGD(supernet.parameters(), lr=task.lr, momentum=task.momentum)
     rows = [_time_genotype(task, supernet, optimizer, random_genotype(1000 + i), (x, y), (xv, yv), rounds)
             for i in range(genotypes)]  # fmt: skip
@@ -140,9 +140,15 @@ def fidelity(run_dir: Path, results: Path) -> dict[str, Any]:
     supernet, task = sharing.load_supernet(run_dir)
     _, val = task_data(task)
     stream = Stream(val, 256, 0, torch.device("cpu"))
-    cells = _fidelity_cells(json.loads(Path(results).read_text()))
-    bn = json.loads((Path(run_dir) / "search" / "run.json").read_text())["sharing"]["bn"]
-    rewards = [score(supernet, Genotype.from_dict(c["genotype"]), stream.all(), bn) for c in cells]
+    cells = fidelity_cells(json.loads(Path(results).read_text()))
+    cfg = json.loads((Path(run_dir) / "search" / "run.json").read_text())["sharing"]
+    train_stream = Stream(task_data(task)[0], task.batch_size, 0, torch.device("cpu"))
+    rewards = []
+    for i, c in enumerate(cells):  # as the derive step scores a cell (BN statistics re-estimated if the run does)
+        calibrate = ()
+        if cfg["bn"] == "recalibrate":
+            calibrate = train_stream.sample(cfg["recalibrate_batches"], derive_seed(8, i))
+        rewards.append(score(supernet, Genotype.from_dict(c["genotype"]), stream.all(), cfg["bn"], calibrate))
     standalone = [c["standalone"] for c in cells]
     tau, p = kendalltau(rewards, standalone)
     rho, _ = spearmanr(rewards, standalone)
@@ -158,7 +164,7 @@ def switches(run_dir: Path, results: Path, batches: tuple[int, ...] = (1, 4)) ->
     supernet, task = sharing.load_supernet(run_dir)
     train, val = task_data(task)
     cfg = json.loads((Path(run_dir) / "search" / "run.json").read_text())["sharing"]
-    cells = _fidelity_cells(json.loads(Path(results).read_text()))
+    cells = fidelity_cells(json.loads(Path(results).read_text()))
     standalone = [c["standalone"] for c in cells]
     val_stream = Stream(val, cfg["reward_batch_size"], 0, torch.device("cpu"))
     train_stream = Stream(train, task.batch_size, 0, torch.device("cpu"))
@@ -179,13 +185,18 @@ def switches(run_dir: Path, results: Path, batches: tuple[int, ...] = (1, 4)) ->
     return rows
 
 
-def _fidelity_cells(data: Any) -> list[dict[str, Any]]:
-    """Cells and stand-alone accuracies from a fidelity results JSON: ``cells`` entries with a genotype and a
-    stand-alone score (``standalone``, ``test`` or ``standalone_test``)."""
-    cells = data["cells"] if isinstance(data, dict) else data
+def fidelity_cells(data: Any) -> list[dict[str, Any]]:
+    """Cells and stand-alone accuracies from a fidelity results JSON (`search.fidelity`'s ``rows``, or a list or a
+    ``cells`` list): entries with a genotype and a stand-alone score (``standalone``, ``standalone_test``,
+    ``test`` or ``test_accuracy``); a cell without one (its stand-alone run failed) is left out."""
+    cells = data
+    if isinstance(data, dict):
+        cells = data["rows"] if isinstance(data.get("rows"), list) else data["cells"]
     out = []
     for c in cells:
-        score_key = next(k for k in ("standalone", "standalone_test", "test", "test_accuracy") if k in c)
+        score_key = next((k for k in ("standalone", "standalone_test", "test", "test_accuracy") if k in c), None)
+        if score_key is None or c[score_key] is None:
+            continue
         out.append({"genotype": c["genotype"], "standalone": float(c[score_key])})
     return out
 
@@ -229,8 +240,8 @@ def cifar_estimate(genotypes: int, cpu_batch: int = 8, rounds: int = 2) -> dict[
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.sharing", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="digits-ws", choices=sorted(sharing.SHARING))
-    p.add_argument("--sections", nargs="+", default=["steps", "run", "estimate"],
-                   choices=["steps", "run", "fidelity", "switches", "estimate"])  # fmt: skip
+    p.add_argument("--sections", nargs="+", choices=["steps", "run", "fidelity", "switches", "estimate"],
+                   help="default: steps run estimate, and with --fidelity run fidelity")  # fmt: skip
     p.add_argument("--genotypes", type=int, default=5)
     p.add_argument("--budget", type=int, help="rewarded children of the run (default: the preset's)")
     p.add_argument("--run-dir", type=Path, help="fidelity without run: a finished run folder OUT/ppo-ws-seed0")
@@ -238,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
+    if args.sections is None:
+        args.sections = ["run", "fidelity"] if args.fidelity else ["steps", "run", "estimate"]
+    if {"fidelity", "switches"} & set(args.sections) and args.fidelity is None:
+        p.error("the fidelity and switches sections need --fidelity PATH")
+    if {"fidelity", "switches"} & set(args.sections) and "run" not in args.sections and args.run_dir is None:
+        p.error("the fidelity and switches sections need a run: add the run section or --run-dir")
     command = "python -m benchmarks.sharing " + shlex.join(sys.argv[1:] if argv is None else argv)
     results: dict[str, Any] = {}
     load_before = os.getloadavg()

@@ -84,6 +84,10 @@ PRESETS: dict[str, Preset] = {
         # Weight sharing (search/sharing.py): one supernet of the digits children trained while the controller
         # learns; rewards are sub-networks on validation minibatches (its switches: sharing.SHARING).
         Preset("digits-ws", DigitsTask(), budget=400, workers=1, backend="serial", top_k=5, retrain_epochs=15),
+        # Weight sharing on the laptop proxy: one supernet of the laptop children (same task, data and split)
+        # trained while the controller learns, within 20 minutes on 2 cores (its switches: sharing.SHARING).
+        Preset("laptop-ws", ShapesTask(), budget=1000, workers=1, backend="serial",
+               policy=PolicyConfig(lr=0.0035, batch_size=10), top_k=5, retrain_epochs=4),
         # ENAS's search on one GPU: a supernet of 6 + 2 cells of F = 20 trained 150 epochs (batch 160, lr 0.05,
         # L2 1e-4) while 300 children per epoch are rewarded; the top cells retrained as the nasnet preset's.
         Preset("cifar10-ws", Cifar10Task(filters=20, epochs=150, lr=0.05, batch_size=160, weight_decay=1e-4),

@@ -28,8 +28,14 @@ BN_MODES = ("batch", "recalibrate", "running")
 @dataclass(frozen=True)
 class SharingConfig:
     """How a preset's supernet is trained and its children rewarded (see the module docstring). The SGD settings
-    (lr, momentum, weight decay, batch) are the preset task's (`tasks.ChildTraining`); lr follows one cosine over
-    the run's shared steps; gradients are clipped to a global norm of 5 after TF-style L2, as `train.fit`."""
+    (momentum, weight decay, batch) are the preset task's (`tasks.ChildTraining`), the peak lr too unless ``lr``
+    says otherwise; lr warms up linearly over ``lr_warmup`` steps, then follows one cosine over the run's shared
+    steps; gradients are clipped to a global norm of 5 after TF-style L2, as `train.fit`.
+
+    ``uniform_steps`` shared steps come before the first round, each on a uniformly drawn genotype (the
+    algorithm neither proposes nor learns meanwhile): weights that every child can use before the controller
+    trusts their rewards. ``filters`` (None: the task's) narrows the supernet below the task's children (a
+    faster step; the children the search journals, retrains and scores stay the task's)."""
 
     shared_steps: int = 50  # per round
     children: int = 20  # rewarded per round
@@ -40,6 +46,10 @@ class SharingConfig:
     final: int = 20
     clip_grad_norm: float = 5.0
     threads: int = 1  # torch threads on a CPU
+    lr: float | None = None
+    lr_warmup: int = 0
+    uniform_steps: int = 0
+    filters: int | None = None
 
     def __post_init__(self) -> None:
         if self.bn not in BN_MODES:
@@ -47,6 +57,13 @@ class SharingConfig:
         for name in ("shared_steps", "children", "reward_batches", "reward_batch_size", "final", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("lr_warmup", "uniform_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be at least 0, got {getattr(self, name)}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.filters is not None and (self.filters < 2 or self.filters % 2):
+            raise ConfigError(f"filters must be an even number of at least 2, got {self.filters}")
 
 
 # --- data ------------------------------------------------------------------------------------------------------

@@ -53,12 +53,13 @@ from . import report
 from .loop import MAX_DRAWS, PRESETS, SearchConfig, SearchResult, make_algorithm, task_dict
 from .runfolder import RunFolder
 from .shared_training import SharingConfig, Stream, score, shared_step, task_data
-from .space import NUM_BLOCKS, Proposal, canonical_hash, decode
+from .space import NUM_BLOCKS, Proposal, canonical_hash, decode, random_genotype
 from .supernet import Supernet
 
 #: Presets of `loop.PRESETS` that search by weight sharing (the `search` command dispatches on this table).
 SHARING: dict[str, SharingConfig] = {
     "digits-ws": SharingConfig(shared_steps=50, children=20, reward_batches=1, reward_batch_size=150, final=20),
+    "laptop-ws": SharingConfig(shared_steps=50, children=20, reward_batch_size=128, final=20, threads=2),
     "cifar10-ws": SharingConfig(shared_steps=45_000 // 160, children=300, reward_batch_size=160, final=100, threads=4),
 }
 
@@ -68,11 +69,13 @@ def run_name(config: SearchConfig) -> str:
     return f"{config.algo}-ws-seed{config.seed}"
 
 
-def build_supernet(task: Any, num_blocks: int = NUM_BLOCKS) -> Supernet:
-    """The supernet of the task's child layout (its macro config, classes and input channels)."""
+def build_supernet(task: Any, num_blocks: int = NUM_BLOCKS, filters: int | None = None) -> Supernet:
+    """The supernet of the task's child layout (its macro config, classes and input channels); ``filters``
+    replaces the children's starting filter count (None: theirs)."""
     with torch.device("meta"):
         child = task.build(NASNET_A)
-    return Supernet(child.config, child.num_classes, child.in_chans, num_blocks)
+    config = child.config if filters is None else dataclasses.replace(child.config, filters=filters)
+    return Supernet(config, child.num_classes, child.in_chans, num_blocks)
 
 
 def load_supernet(run: Path) -> tuple[Supernet, Any]:
@@ -85,7 +88,7 @@ def load_supernet(run: Path) -> tuple[Supernet, Any]:
     if state is None:
         raise RunError(f"{run}/search holds no state.pt")
     task = task_from_dict(meta["task"])
-    supernet = build_supernet(task, meta["num_blocks"])
+    supernet = build_supernet(task, meta["num_blocks"], meta["sharing"].get("filters"))
     supernet.load_state_dict(unpack(state["supernet"]))
     return supernet, task
 
@@ -122,13 +125,14 @@ class _Run:
         self.num_blocks, self.device = num_blocks, device
         self.algorithm = make_algorithm(config.algo, config.seed, preset, num_blocks)
         torch.manual_seed(derive_seed(config.seed, 1 << 30))  # the supernet's initial weights
-        self.supernet = build_supernet(task, num_blocks).to(device)
-        self.optimizer = torch.optim.SGD(self.supernet.parameters(), lr=task.lr, momentum=task.momentum)
+        self.supernet = build_supernet(task, num_blocks, self.sharing.filters).to(device)
+        self.lr = self.sharing.lr or task.lr
+        self.optimizer = torch.optim.SGD(self.supernet.parameters(), lr=self.lr, momentum=task.momentum)
         train, val = task_data(task)
         self.train = Stream(train, task.batch_size, config.seed, device)
         self.val = Stream(val, self.sharing.reward_batch_size, config.seed, device)
         self.rounds = math.ceil(budget / self.sharing.children)
-        self.total_steps = self.rounds * self.sharing.shared_steps
+        self.total_steps = self.sharing.uniform_steps + self.rounds * self.sharing.shared_steps
         self.step = self.round = self.next_child = 0
         self.phase, self.candidates = "search", []
         self.records: list[dict[str, Any]] = []  # the search journal
@@ -241,13 +245,17 @@ class _Run:
 
     # -- the schedule --
     def shared_steps(self, deadline: float | None, clock: Any) -> bool:
-        """The round's shared-weight steps; False when the time ran out first."""
+        """The round's shared-weight steps (the first round's after the uniform ones); False when the time ran
+        out first."""
         s, task = self.sharing, self.task
-        schedule = TrainConfig(epochs=1, lr=task.lr, schedule="cosine")
-        for _ in range(s.shared_steps):
+        schedule = TrainConfig(epochs=1, lr=self.lr, schedule="cosine", warmup_epochs=s.lr_warmup / self.total_steps)
+        while self.step < s.uniform_steps + (self.round + 1) * s.shared_steps:
             if deadline is not None and clock() >= deadline:
                 return False
-            genotype = decode(list(self.propose().actions), self.num_blocks)
+            if self.step < s.uniform_steps:  # seeded per step apart from the algorithm's stream: resumes exactly
+                genotype = random_genotype(derive_seed(self.config.seed, self.step) + (1 << 42), self.num_blocks)
+            else:
+                genotype = decode(list(self.propose().actions), self.num_blocks)
             x, y = self.train.batch(self.step)
             t = time.perf_counter()
             lr = learning_rate(schedule, self.step, self.total_steps)

@@ -257,7 +257,10 @@ class Supernet(nn.Module):
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         parts = self.output_parts(genotype)
-        outs: list[torch.Tensor | None] = [None, self.stem_bn(self.stem_conv(x))]
+        stem = self.stem_bn(self.stem_conv(x))
+        if self.channels_last:  # a 1-channel input is both layouts at once, and the stem's output follows NCHW
+            stem = stem.contiguous(memory_format=torch.channels_last)
+        outs: list[torch.Tensor | None] = [None, stem]
         for n, g, prev in self.wiring(genotype):
             p = None if prev is None else outs[prev]
             outs.append(self.cells[n](outs[n + 1], parts[n + 1], p, () if prev is None else parts[prev], g))

@@ -75,6 +75,7 @@ def _pair(genotype: Genotype, config=CONFIG) -> tuple[Supernet, NASNet]:
     nn.init.normal_(supernet.classifier_weight)  # zero at init: a copy of zeros would test nothing
     model = NASNet(genotype, config, num_classes=10, in_chans=1, img_size=9)
     copy_into(model, supernet, genotype)
+    supernet.channels_last = model.channels_last = False  # one layout for both: channels_last kernels round apart
     return supernet, model
 
 

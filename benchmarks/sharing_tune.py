@@ -3,8 +3,9 @@ scored by what the shared weights have learnt.
 
 A try trains the preset's supernet as the search does (`sharing._Run`: its rounds of shared steps and rewarded
 children, PPO by default) for about ``--minutes`` of this process's CPU time (on one thread, the wall time of an
-idle core; a machine shared with other work stretches the wall time, not this): the budget of rewarded children is sized from a
-timing of a few steps and rewards first, so the cosine lr schedule ends when the time does (no derive step).
+idle core; a machine shared with other work stretches the wall time, not this): the budget of rewarded children
+is sized from a timing of a few steps and rewards first, so the cosine lr schedule ends when the time does (no
+derive step).
 Then the trained supernet scores the cells of a fidelity measurement (``--fidelity``: 30 uniformly random cells
 and NASNet-A) on the whole validation split: their mean accuracy (what the shared weights have learnt, for
 children the controller did not pick) and Kendall tau against their stand-alone test accuracies. ``--switches``
@@ -111,8 +112,8 @@ def one_try(preset: str, config: SharingConfig, minutes: float, cells: list[dict
     tau, p = kendalltau(rewards, standalone)
     late = [r["reward"] for r in run.records[-config.children :] if r["reward"] is not None]
     row = dict(config=dataclasses.asdict(config), shared_steps=run.step, children=len(run.records),
-               train_seconds=train_seconds, train_wall_seconds=train_wall, eval_seconds=eval_seconds, seconds_per_step=step_s,
-               seconds_per_reward=reward_s, mean_cell_accuracy=sum(rewards) / len(rewards),
+               train_seconds=train_seconds, train_wall_seconds=train_wall, eval_seconds=eval_seconds,
+               seconds_per_step=step_s, seconds_per_reward=reward_s, mean_cell_accuracy=sum(rewards) / len(rewards),
                max_cell_accuracy=max(rewards), last_round_reward=sum(late) / max(len(late), 1), kendall_tau=tau,
                p_value=p, rewards=rewards)  # fmt: skip
     return row, run

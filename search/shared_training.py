@@ -68,32 +68,11 @@ class SharingConfig:
 
 # --- data ------------------------------------------------------------------------------------------------------
 def task_data(task: Any) -> tuple[Dataset, Dataset]:
-    """The training and validation splits a task's children train and are rewarded on."""
-    if callable(getattr(task, "split", None)):  # tasks with named splits (the held-out test split is never read)
-        return task.split("train"), task.split("validation")
-    from .tasks import Cifar10Task, DigitsTask
-
-    if isinstance(task, DigitsTask):
-        from nasnet_zoo.data import digits
-
-        return digits(task.val_fraction, task.split_seed)
-    if isinstance(task, Cifar10Task):
-        return _cifar10(task)
-    raise ConfigError(f"weight sharing needs a task with training data; {type(task).__name__} has none")
-
-
-def _cifar10(task: Any) -> tuple[Dataset, Dataset]:
-    """The 45k/5k split of `tasks.Cifar10Task.reward`."""
-    import numpy as np
-    from torch.utils.data import Subset
-
-    from nasnet_zoo.data import ImageTensorDataset, cifar10, cifar_train_transform, normalize
-
-    task.check_data()
-    images = cifar10(task.data_dir, train=True, transform=cifar_train_transform(cutout=0), check_md5=task.check_md5)
-    plain = ImageTensorDataset(images.images, images.labels, images.classes, normalize())
-    order = np.random.default_rng(task.split_seed).permutation(len(images)).tolist()
-    return Subset(images, order[: task.train_size]), Subset(plain, order[len(order) - task.val_size :])
+    """The training and validation splits a task's children train and are rewarded on (the held-out test split
+    is never read)."""
+    if not callable(getattr(task, "split", None)):
+        raise ConfigError(f"weight sharing needs a task with training data; {type(task).__name__} has none")
+    return task.split("train"), task.split("validation")
 
 
 def _take(data: Dataset, index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

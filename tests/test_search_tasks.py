@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from nasnet_zoo.search import tasks
 from nasnet_zoo.search.evaluators import Job, run_job
 from nasnet_zoo.search.space import decode, random_genotype, sample_uniform
 from nasnet_zoo.search.tasks import Cifar10Task, DigitsTask, SyntheticTask
@@ -60,7 +62,7 @@ def test_digits_child_is_a_real_network_that_learns() -> None:
 def test_a_diverging_child_becomes_a_journaled_error() -> None:
     outcome = run_job(DigitsTask(lr=1e10, epochs=1, batch_size=256), Job(7, NASNET_A, 0), "here")
     assert outcome.id == 7 and outcome.reward is None
-    assert outcome.error.startswith("TrainingError: training diverged at step 4 (loss nan)")
+    assert re.match(r"TrainingError: training diverged at step \d+ \(loss nan\)", outcome.error), outcome.error
 
 
 def test_cifar10_child_is_the_papers_and_says_what_data_it_needs(tmp_path: Path) -> None:
@@ -81,3 +83,51 @@ def test_cifar10_child_trains_on_a_local_copy(tmp_path: Path) -> None:
     assert acc * 6 == pytest.approx(round(acc * 6))  # a fraction of the 6 held-out images
     with pytest.raises(ValueError, match="train_size \\+ val_size = 31 > 30 images"):
         dataclasses.replace(tiny, val_size=7).reward(NASNET_A, seed=0)
+
+
+def _rows(data) -> list[tuple[bytes, int]]:
+    x, y = data.tensors
+    return sorted((bytes(im.numpy().tobytes()), int(c)) for im, c in zip(x, y, strict=True))
+
+
+def test_digits_hold_out_a_fixed_stratified_test_split() -> None:
+    from nasnet_zoo.data import digits
+
+    t = DigitsTask()
+    train, val, test = (t.split(s) for s in ("train", "validation", "test"))
+    full_train, full_val = digits(0.5, 0)
+    parts = _rows(train) + _rows(val) + _rows(test)
+    assert sorted(parts) == sorted(_rows(full_train) + _rows(full_val))  # a partition of the 1,797: none twice or lost
+    assert (len(train), len(val), len(test)) == (1079, 359, 359)
+    assert np.bincount(test.tensors[1].numpy()).min() >= 35  # stratified: about 36 of each class
+    fresh = tasks._digits.__wrapped__(t.val_fraction, t.test_fraction, t.split_seed)  # not the cached copy
+    assert all(_rows(a) == _rows(b) for a, b in zip((train, val, test), fresh, strict=True))  # fixed
+    other = DigitsTask(split_seed=1).split("test")
+    assert _rows(other) != _rows(test)
+
+
+def test_digits_reward_never_reads_the_test_split_and_test_accuracy_only_scores_there(monkeypatch) -> None:
+    read: list[str] = []
+    real = DigitsTask.split
+    monkeypatch.setattr(DigitsTask, "split", lambda self, name: read.append(name) or real(self, name))
+    t = DigitsTask(filters=4, epochs=1, batch_size=128)
+    with torch_threads(1):
+        assert 0 <= t.reward(NASNET_A, 0) <= 1
+        assert set(read) == {"train", "validation"}
+        read.clear()
+        acc = t.test_accuracy(NASNET_A, 0)
+    assert set(read) == {"train", "test"} and acc * 359 == pytest.approx(round(acc * 359))
+
+
+def test_cifar10_scores_its_test_batch(tmp_path: Path) -> None:
+    write_fake_cifar(tmp_path, per_batch=6)  # 30 training images, 6 test images
+    tiny = Cifar10Task(data_dir=str(tmp_path), num_cells=3, filters=4, epochs=1, batch_size=8, train_size=24,
+                       val_size=6, check_md5=False, loader_workers=0)  # fmt: skip
+    test = tiny.split("test")
+    from nasnet_zoo.data import cifar10
+
+    assert len(test) == 6 and test.labels.tolist() == cifar10(tmp_path, train=False, check_md5=False).labels.tolist()
+    assert len(tiny.split("train")) == 24 and len(tiny.split("validation")) == 6
+    with torch_threads(1):
+        acc = tiny.test_accuracy(NASNET_A, seed=0)
+    assert acc * 6 == pytest.approx(round(acc * 6))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -12,7 +13,7 @@ from nasnet_zoo.search.shared_training import SharingConfig, Stream, score, task
 from nasnet_zoo.search.space import random_genotype
 from nasnet_zoo.search.tasks import DigitsTask
 
-from nasnet_zoo.genotype import Genotype
+from nasnet_zoo.genotype import NASNET_A, Genotype
 from nasnet_zoo.runtime import torch_threads
 
 TASK = DigitsTask(filters=4, batch_size=32)  # a small supernet: 3 cells of F = 4
@@ -131,3 +132,72 @@ def test_a_stream_gives_the_batch_of_any_step_without_replaying_the_ones_before(
     a, b = Stream(train, 32, 0, torch.device("cpu")), Stream(train, 32, 0, torch.device("cpu"))
     seq = [a.batch(s)[1] for s in range(50)]
     assert torch.equal(b.batch(47)[1], seq[47]) and not torch.equal(seq[0], seq[a.per_epoch])  # reshuffled per epoch
+
+
+WARM = SharingConfig(shared_steps=3, children=3, reward_batch_size=40, final=2, uniform_steps=4, lr=0.5, lr_warmup=2,
+                     filters=2)  # fmt: skip
+
+
+def test_uniform_warm_up_lr_warm_up_and_a_narrower_supernet(tmp_path, monkeypatch, one_thread):
+    """Uniform steps come before the first children and leave the controller alone; the lr warms up to the
+    configured peak, then decays; a narrower supernet trains and reloads from its run folder."""
+    monkeypatch.setitem(sharing.SHARING, "digits-ws", WARM)
+    lrs, genotypes = [], []
+    real = sharing.shared_step
+
+    def recording(net, opt, genotype, x, y, lr, *rest):
+        lrs.append(lr)
+        genotypes.append(genotype)
+        return real(net, opt, genotype, x, y, lr, *rest)
+
+    monkeypatch.setattr(sharing, "shared_step", recording)
+    proposals = []
+    real_propose = sharing._Run.propose
+    monkeypatch.setattr(sharing._Run, "propose", lambda self: proposals.append(1) or real_propose(self))
+    _run(tmp_path, budget=6)  # 4 uniform steps, then 2 rounds of 3 steps and 3 children
+    search = report.read_journal(tmp_path / "ppo-ws-seed0" / "search" / report.JOURNAL)
+    assert [r["step"] for r in search] == [7, 7, 7, 10, 10, 10]  # the first children after 4 + 3 steps
+    assert len(lrs) == 10 and lrs[:3] == [0.25, 0.5, 0.5] and all(a > b for a, b in itertools.pairwise(lrs[2:]))
+    assert len(proposals) == 6 + 6 + 2  # shared steps after the warm-up, children, final cells: none before
+    uniform = [sharing.random_genotype(sharing.derive_seed(0, s) + (1 << 42)) for s in range(4)]
+    assert genotypes[:4] == uniform
+    net, task = sharing.load_supernet(tmp_path / "ppo-ws-seed0")
+    assert net.plan[0].filters == 2 and task == TASK and task.filters == 4  # the journaled children stay the task's
+
+
+def test_resume_inside_the_uniform_warm_up_loses_nothing(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setitem(sharing.SHARING, "digits-ws", WARM)
+    _run(tmp_path / "straight", budget=6)
+    expected = _lines(tmp_path / "straight")
+    real, calls = sharing.shared_step, []
+
+    def dying(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Stop
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sharing, "shared_step", dying)
+    with pytest.raises(Stop):
+        _run(tmp_path / "cut", budget=6)
+    monkeypatch.setattr(sharing, "shared_step", real)
+    _run(tmp_path / "cut", budget=6, resume=True)
+    assert _lines(tmp_path / "cut") == expected
+
+
+def test_the_benchmark_scores_a_fidelity_measurements_cells_on_the_trained_supernet(tmp_path, tiny, one_thread):
+    from benchmarks import sharing as bench
+
+    cells = [NASNET_A, random_genotype(1), random_genotype(2)]
+    rows = [{"cell": i, "genotype": g.to_dict(), "standalone_test": 0.5 + 0.1 * i} for i, g in enumerate(cells)]
+    rows.append({"cell": 3, "genotype": random_genotype(3).to_dict(), "standalone_test": None})  # failed: left out
+    results = tmp_path / "fidelity.json"
+    results.write_text(json.dumps({"cells": 3, "rows": rows}))
+    assert bench.main(["--preset", "digits-ws", "--budget", "3", "--fidelity", str(results), "--out",
+                       str(tmp_path / "out")]) == 0  # fmt: skip
+    out = json.loads((tmp_path / "out" / "sharing.json").read_text())
+    assert set(out) >= {"run", "fidelity"} and "steps" not in out  # --fidelity: the run and its fidelity only
+    f = out["fidelity"]
+    assert f["cells"] == 3 and f["standalone"] == [0.5, 0.6, 0.7] and all(0 <= r <= 1 for r in f["rewards"])
+    assert -1 <= f["kendall_tau"] <= 1 or f["kendall_tau"] != f["kendall_tau"]  # NaN when the rewards all tie
+    assert "Kendall tau" in (tmp_path / "out" / "sharing.md").read_text()

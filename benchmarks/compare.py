@@ -115,8 +115,9 @@ def estimate(config: CompareConfig, fidelity: Path = FIDELITY) -> dict[str, Any]
     measured = json.loads(fidelity.read_text())
     if measured.get("preset") != config.preset or config.task is not None:
         return None
-    _, _, workers, _ = config.resolved()
-    proxy_s, alone_s = measured["proxy_seconds_mean"], measured["standalone_seconds_mean"]
+    _, epochs, workers, _ = config.resolved()
+    proxy_s = measured["proxy_seconds_mean"]
+    alone_s = measured["standalone_seconds_mean"] * epochs / measured["standalone_epochs"]  # epochs dominate it
     children = config.budget * len(config.runs)
     standalone = len(config.runs) + len(config.seeds)  # each run's best cell and NASNet-A per seed
     search_s, alone_total = children * proxy_s / workers, -(-standalone // workers) * alone_s

@@ -138,8 +138,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['wall_seconds'] / 60:.1f} min of wall time in this session, {result['workers']} workers "
         f"({result['backend']}).\n",
         f"Each run trains {result['budget']} distinct children (the search's proxy reward: validation accuracy). "
-        f"Its best child by that reward is trained stand-alone ({result['standalone_epochs']} epochs, the preset's "
-        "retrain setting) and scored on the held-out test split, which no search reads; NASNet-A is trained the "
+        f"Its best child by that reward is trained stand-alone ({result['standalone_epochs']} epochs; the preset's "
+        "retrain setting unless --epochs says otherwise) and scored on the held-out test split, which no search "
+        "reads; NASNet-A is trained the "
         "same way with each seed's stand-alone seed (one seed trains every algorithm's cell: runs are paired by "
         "seed). The best-by-proxy of a random sample is the `random` rows.\n",
     ]
@@ -195,8 +196,10 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         y = np.array([[np.nan if v is None else v for v in c[:n]] for c in curves], dtype=float)
         x = np.arange(1, n + 1)
         with np.errstate(all="ignore"):
-            left.plot(x, np.nanmean(y, axis=0), color=f"C{i}", label=f"{algo} ({len(curves)} seeds)")
-            left.fill_between(x, np.nanmin(y, axis=0), np.nanmax(y, axis=0), color=f"C{i}", alpha=0.2)
+            left.plot(
+                x, np.nanmean(y, axis=0), color=f"C{i}", label=f"{algo} ({len(curves)} seeds)", drawstyle="steps-post"
+            )
+            left.fill_between(x, np.nanmin(y, axis=0), np.nanmax(y, axis=0), color=f"C{i}", alpha=0.2, step="post")
         tests = [r["test"] for r in result["rows"] if r["algorithm"] == algo and r["test"] is not None]
         right.scatter([i] * len(tests), tests, color=f"C{i}")
         if tests:

@@ -54,6 +54,7 @@ FIDELITY = RESULTS / "fidelity-laptop-seed1.json"  # where the time estimate rea
 STANDALONE = "standalone.jsonl"
 STANDALONE_INDEX = 999_983  # derive_seed(seed, this): the stand-alone seed, apart from every child's of a search
 REFERENCE = "NASNet-A"
+MAX_SEED = 2**32 - 1  # np.random.seed's range
 
 
 @dataclass
@@ -84,6 +85,10 @@ class CompareConfig:
             raise ConfigError(f"budget and workers must be at least 1, got {self.budget}, {self.workers}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ConfigError(f"seeds must be distinct non-negative integers, got {self.seeds}")
+        if standalone_seed(max(self.seeds)) > MAX_SEED:  # fit seeds numpy with it
+            top = (MAX_SEED - STANDALONE_INDEX) // (derive_seed(1, 0) - derive_seed(0, 0))
+            raise ConfigError(f"seed {max(self.seeds)} gives training seeds outside numpy's seed range "
+                              f"(0 to 2**32 - 1); use seeds from 0 to {top}")  # fmt: skip
         if len(set(self.algorithms)) != len(self.algorithms):
             raise ConfigError(f"each algorithm once, got {self.algorithms}")
 

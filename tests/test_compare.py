@@ -4,6 +4,7 @@ number of the report can be checked against what it must be), budget 2 and 3, on
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pytest
 from nasnet_zoo.search import report
@@ -67,6 +68,39 @@ def test_compare_writes_consistent_outputs_and_resumes(tmp_path, no_search_png):
     assert longer["significance"]["ppo vs random"]["paired"]["n"] == 2
 
 
+_test_reads: list[str] = []
+
+
+@dataclass(frozen=True)
+class Misleading:
+    """Validation (the search's reward) ranks cells as the synthetic task does, the test split the other way round."""
+
+    def reward(self, genotype: Genotype, seed: int) -> float:
+        return SyntheticTask(noise=0.0).reward(genotype, seed)
+
+    def test_accuracy(self, genotype: Genotype, seed: int) -> float:
+        _test_reads.append(canonical_hash(genotype))
+        return 1.0 - SyntheticTask().expected_reward(genotype)
+
+    def longer(self, epochs: int) -> Misleading:
+        return self
+
+
+def test_the_best_cell_is_chosen_on_validation_and_only_it_is_tested(tmp_path, no_search_png):
+    _test_reads.clear()
+    c = config(tmp_path, budget=6)
+    c.task = Misleading()
+    result = run_compare(c)
+    chosen = {canonical_hash(NASNET_A)}
+    for row in result["rows"]:
+        records = read_journal(tmp_path / "runs" / row["run"] / "journal.jsonl")
+        best = max(records, key=lambda r: r["reward"])  # the best on validation, the worst on test among them
+        assert row["best_hash"] == best["hash"] and row["test"] == pytest.approx(1.0 - best["reward"])
+        assert row["test"] == min(1.0 - r["reward"] for r in records)
+        chosen.add(best["hash"])
+    assert sorted(_test_reads) == sorted(chosen)  # the test split: once per chosen cell, never by a search
+
+
 def test_significance_matches_scipy():
     a, b = {0: 0.50, 1: 0.61, 2: 0.72}, {0: 0.40, 1: 0.45, 2: 0.48}
     s = significance(a, b)
@@ -82,7 +116,7 @@ def test_best_so_far_carries_over_failures():
     assert best_so_far([{"reward": r} for r in rewards]) == [None, 0.2, 0.2, 0.2, 0.3]
 
 
-@pytest.mark.parametrize("change", [dict(algorithms=["sgd"]), dict(seeds=[0, 0]), dict(budget=0)])
+@pytest.mark.parametrize("change", [dict(algorithms=["sgd"]), dict(seeds=[0, 0]), dict(budget=0), dict(seeds=[5000])])
 def test_bad_settings_are_config_errors(tmp_path, change):
     with pytest.raises(ConfigError):
         CompareConfig(**{**dict(preset="synthetic", out=tmp_path), **change})

@@ -71,12 +71,9 @@ PRESETS: dict[str, Preset] = {
         Preset("nasnet", Cifar10Task(), budget=20_000, workers=450, backend="ray", top_k=250, retrain_epochs=600),
         # The laptop proxy (the default): real children on drawn 16x16 shapes (`tasks.ShapesTask`), one epoch of
         # 2,000 images, rewarded on 1,500 more; retrained 4 epochs and tested on 1,500 the search never sees. Its
-        # fidelity (`nasnet-zoo fidelity`, benchmarks/results/fidelity-laptop-seed1.md, 30 random cells + NASNet-A)
-        # is what it can claim: Kendall tau 0.48 (95 % CI 0.26-0.67) between the reward and the stand-alone test
-        # accuracy, so it tells good cells from bad on average; but one reward's seed-to-seed noise is as large
-        # as the spread between cells (ratio 1.03; reliability 0.30), so it cannot rank close cells, and NASNet-A
-        # ranks 20th of 31 stand-alone (24th by the proxy): a small, short proxy does not reproduce the paper's
-        # ranking. Targets (tau >= 0.5, noise <= 1/3 of the spread) missed.
+        # fidelity (benchmarks/results/fidelity-laptop-seed1.md) is what it can claim: Kendall tau 0.48 with the
+        # stand-alone test accuracy (good cells from bad, on average), but seed noise as large as the spread between
+        # cells (ratio 1.03: close cells are not ranked) and NASNet-A 20th of 31 stand-alone. Targets missed.
         # The controller learns 10x faster than the paper's and updates every 10 children, so that a budget of
         # 100 children moves the policy at all (the paper's settings move it by a thousandth of its entropy).
         Preset("laptop", ShapesTask(), budget=100, workers=2, backend="process",

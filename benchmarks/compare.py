@@ -32,12 +32,12 @@ import platform
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from nasnet_zoo.search.evaluators import BACKENDS, Evaluator, Job, Outcome, Task, run_all
 from nasnet_zoo.search.fidelity import FidelityTask
+from nasnet_zoo.search.fidelity import machine as fidelity_machine
 from nasnet_zoo.search.loop import ALGORITHMS, PRESETS, SearchConfig, make_run_evaluator, run_search
 from nasnet_zoo.search.report import read_journal
 from nasnet_zoo.search.runfolder import RUN, Journal
@@ -221,18 +221,11 @@ def run_standalone(
 
 
 def machine() -> dict[str, Any]:
-    """What the numbers ran on: CPU model, cores, platform, torch, date."""
+    """What the numbers ran on: the fidelity measurement's stamp (date, CPU model, cores, load), platform, torch."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                 if ln.startswith("model name")]  # fmt: skip
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return dict(cpu=cpu, cpus=os.cpu_count(), platform=platform.platform(), python=platform.python_version(),
-                torch=torch.__version__, date=datetime.now(timezone.utc).isoformat(timespec="seconds"))  # fmt: skip
+    return {**fidelity_machine(), "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__}  # fmt: skip
 
 
 def run_compare(config: CompareConfig, evaluator: Evaluator | None = None) -> dict[str, Any]:

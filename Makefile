@@ -18,6 +18,8 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e ".[search,peers,export,dev]"
 	touch $@
 
+# The zoo measured beside the paper, then the search machinery end to end on the cpu-digits smoke preset (minutes):
+# it shows the machinery runs, not that the search finds better cells (nasnet_zoo/demo.py says what would).
 demo: $(VENV)/.demo
 	$(BIN)/nasnet-zoo demo
 

@@ -14,10 +14,14 @@ mult-adds), ``fidelity.md`` and ``fidelity.png``. One process at a time holds ``
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import platform
 import random
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,8 @@ from .space import NUM_BLOCKS, canonical_hash, decode, sample_uniform
 JOURNAL, RESULT = "journal.jsonl", "fidelity.json"
 PROXY, STANDALONE = "proxy", "standalone"
 METHODS = {PROXY: "reward", STANDALONE: "test_accuracy"}  # kind -> the FidelityTask method that scores it
+MAX_SEED = 2**32 - 1  # numpy's np.random.seed, which `nasnet_zoo.train.fit` calls with the child's seed
+SEED_STRIDE = derive_seed(1, 0) - derive_seed(0, 0)
 
 
 def fidelity_cells(seed: int, k: int, num_blocks: int = NUM_BLOCKS) -> list[tuple[str, Genotype]]:
@@ -89,6 +95,13 @@ class FidelityConfig:
             raise ConfigError(
                 f"need at least 2 cells and 2 seeds (noise needs repeats), got {self.cells}, {self.seeds}"
             )
+        if self.cells >= 1000 or self.seeds > 100:  # _seed keeps cells and repeats apart below these
+            raise ConfigError(f"at most 999 cells and 100 seeds, got {self.cells}, {self.seeds}")
+        highest = _seed(self.seed, STANDALONE, 0, self.cells)  # the largest training seed of the measurement
+        if self.seed < 0 or highest > MAX_SEED:
+            top = (MAX_SEED - _seed(0, STANDALONE, 0, self.cells)) // SEED_STRIDE  # derive_seed is linear in seed
+            raise ConfigError(f"--seed {self.seed} gives training seeds up to {highest}, outside numpy's seed range "
+                              f"(0 to 2**32 - 1, which fit seeds); use a seed from 0 to {top}")  # fmt: skip
 
     def resolved(self) -> tuple[FidelityTask, int, int, str]:
         p = PRESETS[self.preset]
@@ -143,6 +156,40 @@ def run_fidelity(config: FidelityConfig, progress: bool = False) -> dict[str, An
         atomic_write(out / "fidelity.md", markdown(result))
         scatter(result, out / "fidelity.png")
     return result
+
+
+def measure(config: FidelityConfig, results: Path | None = None, command: str | None = None) -> dict[str, Any]:
+    """``nasnet-zoo fidelity`` and ``python -m benchmarks.fidelity``: run (or continue) the measurement with a
+    progress bar and print its table; with ``results``, also write its JSON, markdown and PNG there as
+    ``fidelity-<preset>-seed<seed>.*`` (the committed form), stamped with ``command``, the date, CPU and load."""
+    result = run_fidelity(config, progress=True)
+    out = Path(config.out)
+    print(markdown(result))
+    if result["failed_evaluations"]:
+        print(f"note: {result['failed_evaluations']} evaluations failed; first error: {result['errors'][0]}")
+    files = [out / RESULT, out / "fidelity.md", out / "fidelity.png"]
+    if results is not None:
+        stem = Path(results) / f"fidelity-{config.preset}-seed{config.seed}"
+        stamped = {**result, "command": command, "machine": machine()}
+        stamp = (f"`{command}`; " if command else "") + ", ".join(f"{k} {v}" for k, v in stamped["machine"].items())
+        text = markdown(result).split("\n", 2)
+        files = [atomic_write(stem.with_suffix(".json"), json.dumps(stamped, indent=1) + "\n"),
+                 atomic_write(stem.with_suffix(".md"), "\n".join([text[0], "", stamp, *text[1:]])),
+                 atomic_write(stem.with_suffix(".png"), (out / "fidelity.png").read_bytes())]  # fmt: skip
+    print("files: " + ", ".join(map(str, files)))
+    return result
+
+
+def machine() -> dict[str, Any]:
+    """Where a measurement ran: the date, the CPU model, its cores and the load average."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                 if ln.startswith("model name")]  # fmt: skip
+        cpu = names[0] if names else cpu
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": cpu, "cpus": os.cpu_count(),
+            "load average": f"{load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}"}  # fmt: skip
 
 
 def _check_meta(path: Path, meta: dict[str, Any]) -> None:

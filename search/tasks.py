@@ -3,9 +3,10 @@
 * `SyntheticTask`: a seeded reward with a known optimum, for testing search algorithms in seconds.
 * `ShapesTask`: the laptop proxy -- the CIFAR-layout network with the genotype, small N and F -- trained on
   procedurally drawn 16x16 shapes (`shapes`: nothing bundled or downloaded, validation and test splits as large
-  as the statistics need); reward = validation accuracy, ``test_accuracy`` = the held-out test split's.
+  as the statistics need); reward = validation accuracy, ``test_accuracy`` = the held-out test split's. Measured:
+  Kendall tau 0.48 with stand-alone test accuracy, noise as large as the spread between cells (`loop.PRESETS`).
 * `DigitsTask`: the smoke proxy -- the same small child on scikit-learn's 8x8 digits (bundled,
-  `nasnet_zoo.data.digits`); fast, but it barely tells cells apart (see `loop.PRESETS`).
+  `nasnet_zoo.data.digits`); fast, for checking the machinery runs; it barely tells cells apart (`loop.PRESETS`).
 * `Cifar10Task`: the paper's child (N = 2, 20 epochs, cosine lr, momentum 0.9, 45k/5k split of the CIFAR-10
   training set), reading a local CIFAR-10 in torchvision's format.
 

@@ -94,13 +94,13 @@ def retrain(args: argparse.Namespace) -> None:
     print(f"\nfinal cell (chosen on validation) -> {args.out / 'final.json'}; its held-out test score: {test}")
 
 
-def _fidelity_arguments(p: argparse.ArgumentParser) -> None:
+def _fidelity_arguments(p: argparse.ArgumentParser, out_required: bool = True) -> None:
     _preset_argument(p)
     p.add_argument("--cells", type=count, default=30, help="uniformly random cells besides NASNet-A (default 30)")
     p.add_argument("--seeds", type=count, default=2, help="proxy runs per cell, each its own seed (default 2)")
     p.add_argument("--seed", type=int, default=0, help="draws the cells; use one you did not tune the proxy on")
     p.add_argument("--epochs", type=count, help="stand-alone training epochs (default: the preset's retrain)")
-    p.add_argument("--out", type=Path, required=True, help="folder of the measurement; rerun to resume it")
+    p.add_argument("--out", type=Path, required=out_required, help="folder of the measurement; rerun to resume it")
     g = p.add_argument_group("where children train")
     g.add_argument("--workers", type=count, help="evaluations in flight (default: the preset's)")
     g.add_argument("--backend", choices=["serial", "process", "ray"], help="default: the preset's")
@@ -108,7 +108,8 @@ def _fidelity_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def fidelity(args: argparse.Namespace) -> None:
-    from ..search.fidelity import FidelityConfig, run_fidelity
+    """The measurement, shared with ``python -m benchmarks.fidelity`` (which sets ``results`` and ``command``)."""
+    from ..search.fidelity import FidelityConfig, measure
 
     if args.seeds < 2 or args.cells < 2:
         raise UsageError("--cells and --seeds must be at least 2 (the noise needs repeats)")
@@ -116,11 +117,7 @@ def fidelity(args: argparse.Namespace) -> None:
         preset=args.preset, cells=args.cells, seeds=args.seeds, seed=args.seed, out=args.out, workers=args.workers,
         backend=args.backend, standalone_epochs=args.epochs, ray_address=args.ray_address,
     )  # fmt: skip
-    result = run_fidelity(config, progress=True)
-    print((args.out / "fidelity.md").read_text())
-    if result["failed_evaluations"]:
-        print(f"note: {result['failed_evaluations']} evaluations failed; first error: {result['errors'][0]}")
-    print(f"files: {args.out / 'fidelity.json'}, {args.out / 'fidelity.png'}")
+    measure(config, getattr(args, "results", None), getattr(args, "command", None))
 
 
 def demo(args: argparse.Namespace) -> int:

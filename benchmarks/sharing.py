@@ -15,7 +15,31 @@ fidelity, and what the one-GPU CIFAR-10 preset is expected to cost.
    An estimate from FLOP counts and measured CPU overheads, not a GPU measurement.
 
 Results: ``benchmarks/results/sharing.json`` and ``sharing.md``. One torch thread (``--threads``); on a shared
-machine absolute times move with the load, the ratios within one run are the result.
+machine absolute times move with the load, the ratios within one run are the result. With ``--fidelity`` and
+no ``--sections`` the run and its fidelity are what runs.
+
+Tries (`benchmarks.sharing_tune`, laptop-ws, PPO, one thread, ~1.5-1.8 CPU-minutes of training each on a 2-core
+EPYC at load ~9; results/sharing-tune.json): mean accuracy of the fidelity measurement's 31 cells (30 random +
+NASNet-A) on the whole validation split with the trained shared weights (chance 0.10), Kendall tau vs their
+stand-alone test accuracies, CPU seconds per shared step (batch 32) and per reward (128 images).
+
+=================================================  =====  ========  ========  =====  ======  ========
+try                                                steps  children  mean acc  tau    s/step  s/reward
+=================================================  =====  ========  ========  =====  ======  ========
+base: 50 steps : 20 children per round, lr 0.1     500    200       0.106     0.04   0.163   0.103
+150 uniform steps first, then 150 : 20             750    80        0.109     0.14   0.129   0.094
+the same, lr 0.3 (50 warm-up steps)                750    80        0.100     -0.19  0.113   0.075
+the same, lr 0.03                                  450    40        0.103     -0.06  0.172   0.115
+the same as the second, lr 0.1, supernet F = 4     450    40        0.103     ...    0.147   0.095
+=================================================  =====  ========  ========  =====  ======  ========
+
+None of them learns: every mean is within 0.01 of chance and no tau is significant (|tau| < 0.2, p > 0.1 with 31
+cells). At ~10 trained edges of ~400 per cell position, 500-750 steps give each edge 10-20 updates; a fixed
+genotype needs ~60 steps to leave chance on this task. A narrower supernet steps no faster (per-op overhead
+dominates at F = 8 on 16x16) and a higher or lower lr does not help. BN statistics per batch vs re-estimated,
+and one vs four vs all reward minibatches, on the F = 4 try's weights: see the switches table of
+results/sharing-tune.md (on weights at chance they cannot be told apart). laptop-ws takes the second row's
+settings, scaled to its 20 minutes (about 8x the steps): see its comment in `search.sharing.SHARING`.
 """
 
 from __future__ import annotations

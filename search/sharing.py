@@ -59,7 +59,9 @@ from .supernet import Supernet
 #: Presets of `loop.PRESETS` that search by weight sharing (the `search` command dispatches on this table).
 SHARING: dict[str, SharingConfig] = {
     "digits-ws": SharingConfig(shared_steps=50, children=20, reward_batches=1, reward_batch_size=150, final=20),
-    "laptop-ws": SharingConfig(shared_steps=50, children=20, reward_batch_size=128, final=20, threads=2),
+    # ~17 min on one idle core (benchmarks/sharing.py, "Tries"): 1,000 uniform steps, then 50 rounds of 90 steps
+    # and 20 children; the search's lr (0.1), F = 8, BN statistics per reward minibatch.
+    "laptop-ws": SharingConfig(shared_steps=90, children=20, reward_batch_size=128, final=20, uniform_steps=1000),
     "cifar10-ws": SharingConfig(shared_steps=45_000 // 160, children=300, reward_batch_size=160, final=100, threads=4),
 }
 

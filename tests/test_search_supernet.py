@@ -126,3 +126,22 @@ def test_every_genotype_of_the_space_fits_and_more_blocks_do_not():
     assert supernet(torch.randn(2, 1, 8, 8), small).shape == (2, 10)
     with pytest.raises(Exception, match="blocks per cell"):
         supernet(torch.randn(2, 1, 8, 8), MIXED)
+
+
+def test_a_one_channel_input_runs_channels_last_from_the_stem_with_the_same_outputs(one_thread):
+    """A 1-channel input is NCHW and channels_last at once; the supernet converts the stem's output so every layer
+    runs in the fast layout, and the outputs agree with NCHW to rounding."""
+    torch.manual_seed(0)
+    supernet = randomize_bn(Supernet(CONFIG, num_classes=10, in_chans=1, num_blocks=5), seed=1).eval()
+    nn.init.normal_(supernet.classifier_weight)
+    seen = []
+    hook = supernet.cells[0].pre0.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    x = torch.randn(3, 1, 9, 9, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        fast = supernet(x, MIXED)
+        supernet.channels_last = False
+        plain = supernet(x, MIXED)
+    hook.remove()
+    assert seen[0].is_contiguous(memory_format=torch.channels_last) and not seen[0].is_contiguous()
+    assert seen[1].is_contiguous()
+    assert torch.allclose(fast, plain, rtol=1e-4, atol=1e-4)

@@ -30,16 +30,18 @@ base: 50 steps : 20 children per round, lr 0.1     500    200       0.106     0.
 150 uniform steps first, then 150 : 20             750    80        0.109     0.14   0.129   0.094
 the same, lr 0.3 (50 warm-up steps)                750    80        0.100     -0.19  0.113   0.075
 the same, lr 0.03                                  450    40        0.103     -0.06  0.172   0.115
-the same as the second, lr 0.1, supernet F = 4     450    40        0.103     ...    0.147   0.095
+the same as the second, lr 0.1, supernet F = 4     450    40        0.103     0.00   0.147   0.095
 =================================================  =====  ========  ========  =====  ======  ========
 
-None of them learns: every mean is within 0.01 of chance and no tau is significant (|tau| < 0.2, p > 0.1 with 31
-cells). At ~10 trained edges of ~400 per cell position, 500-750 steps give each edge 10-20 updates; a fixed
-genotype needs ~60 steps to leave chance on this task. A narrower supernet steps no faster (per-op overhead
-dominates at F = 8 on 16x16) and a higher or lower lr does not help. BN statistics per batch vs re-estimated,
-and one vs four vs all reward minibatches, on the F = 4 try's weights: see the switches table of
-results/sharing-tune.md (on weights at chance they cannot be told apart). laptop-ws takes the second row's
-settings, scaled to its 20 minutes (about 8x the steps): see its comment in `search.sharing.SHARING`.
+(The last two got fewer steps: the timing probe that sizes a try's budget ran slower under the load.) None of them
+learns: every mean is within 0.01 of chance and no tau is significant (|tau| < 0.2, p > 0.1 with 31 cells). At ~10
+trained edges of ~400 per cell position, 500-750 steps give each edge 10-20 updates; a fixed genotype needs ~60
+steps to leave chance on this task. A narrower supernet steps no faster (per-op overhead dominates at F = 8 on
+16x16) and a higher or lower lr does not help. BN statistics per batch vs re-estimated, and one vs four vs all
+reward minibatches, on the F = 4 try's weights (results/sharing-tune.md): tau between -0.02 and 0.22, none
+significant, at 66-810 ms per reward; on weights at chance they cannot be told apart, so laptop-ws keeps the
+cheapest, ENAS's (per-batch statistics, one minibatch of 128). laptop-ws takes the second row's settings, scaled to
+its 20 minutes (about 8x the steps): see its comment in `search.sharing.SHARING`.
 """
 
 from __future__ import annotations

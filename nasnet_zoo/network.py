@@ -13,9 +13,10 @@ The macro layout follows TF-slim's ``_build_nasnet_base``:
 
 In training mode with ``aux_head=True`` the forward pass returns `NASNetOutput(logits, aux_logits)`; it
 returns a plain logits tensor otherwise, so timm and torchvision code see an ordinary classifier.
-"""
 
-from __future__ import annotations
+The forward signatures hold real types (no postponed annotations in this module): torch.fx copies the root
+forward's annotations into the code of a traced graph, and TorchScript cannot read them back as strings.
+"""
 
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext

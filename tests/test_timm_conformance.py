@@ -1,7 +1,8 @@
 """timm's model conformance checks on every zoo row: what timm's own ``tests/test_models.py`` asks of each
 registered model (default cfgs, forward, backward, features_only, forward_intermediates, TorchScript, FX forward
 and backward), downloads aside, with the rows selected as timm selects its models (``timm.list_models``, here
-limited to the zoo's module; the default-cfg check also takes the pretrained tags).
+limited to the zoo's module; the default-cfg check also takes the pretrained tags). Written from that file at
+timm commit aa4b5850c1543fa488abf260f18390eda46cf85d (2026-08-08); no code of it is copied.
 
 Input sizes. timm shrinks inputs to a per-check target: forward 384 (above every row's own size, so the forward
 check runs at full size here too), backward, TorchScript and FX 128, features 96. On a CPU the widest rows

@@ -16,10 +16,15 @@ and its reduction cell max-pools ``h0`` twice; the second reader gets the first 
 from __future__ import annotations
 
 import torch
+import torch.fx
 from torch import nn
 
 from . import genotype as G
 from .ops import FactorizedReduce, Norm, ReLUConvBN, ReLUReduce, drop_path, make_op, projection
+
+# A traced graph (torch.fx) calls drop path as one function: its random mask is sized by the batch, which a
+# tracer's proxy cannot give `torch.rand`.
+torch.fx.wrap("drop_path")
 
 
 class Branch(nn.Module):

@@ -13,9 +13,10 @@ The macro layout follows TF-slim's ``_build_nasnet_base``:
 
 In training mode with ``aux_head=True`` the forward pass returns `NASNetOutput(logits, aux_logits)`; it
 returns a plain logits tensor otherwise, so timm and torchvision code see an ordinary classifier.
-"""
 
-from __future__ import annotations
+The forward signatures hold real types (no postponed annotations in this module): torch.fx copies the root
+forward's annotations into the code of a traced graph, and TorchScript cannot read them back as strings.
+"""
 
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -212,6 +213,12 @@ class NASNet(nn.Module):
                 self.aux_head = AuxHead(cell.out_channels, num_classes, size, norm)
                 self._aux_after = i
 
+        # A level's map is the ReLU of its output, computed by the ReLU module that reads it first (the next cell's
+        # pre0, or the final ReLU): timm's hook and FX extractors tap that module, so every feature_cls agrees.
+        self.final_act = nn.ReLU()
+        for info in self.feature_info:
+            i = self.layer_names.index(info["module"]) if info["module"] in self.layer_names else -1
+            info["module"] = f"{plan[i + 1].name}.pre0.act" if i + 1 < len(plan) else "final_act"
         self.num_features = self.head_hidden_size = chans[-1]
         self.global_pool, self.head_drop, self.classifier = create_classifier(
             self.num_features, num_classes, pool_type=global_pool, drop_rate=self.drop_rate
@@ -273,7 +280,7 @@ class NASNet(nn.Module):
                     if i == self._aux_after and self.training:
                         aux_in = F.relu(x)
                 i += 1
-        return F.relu(x), feats, aux_in
+        return self.final_act(x), feats, aux_in
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem and cells, then the final ReLU: the map the head pools."""

@@ -34,6 +34,7 @@ from .cell import Cell
 from .errors import ConfigError
 from .genotype import NASNET_A, Genotype
 from .ops import ConvBN, SameConv2d
+from .sizing import memory_bound, refuse_oversized
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,13 @@ class NASNet(nn.Module):
         super().__init__()
         if config is None:
             raise ConfigError("NASNet needs a MacroConfig; use nasnet_zoo.create_model for the zoo's layouts")
+        refuse_oversized(  # before anything is allocated: a clear error, not the allocator's or the OOM killer
+            memory_bound(genotype, config, num_classes, in_chans, img_size, aux_head),
+            partial(
+                NASNet, genotype, config, num_classes, in_chans, img_size, aux_head=aux_head, global_pool=global_pool
+            ),
+            f"a NASNet of {config.num_cells} cells and {config.filters} filters",
+        )
         self.genotype, self.config = genotype, config
         self.num_classes, self.in_chans = num_classes, in_chans
         self.drop_rate = 1 - config.dense_dropout_keep_prob if drop_rate is None else drop_rate

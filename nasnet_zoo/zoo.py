@@ -30,6 +30,7 @@ from torch import nn
 from .errors import ConfigError, WeightsError
 from .genotype import NASNET_A, Genotype
 from .network import MacroConfig, NASNet
+from .sizing import out_of_memory
 from .weights.load import load_pretrained, resolve
 from .weights.sources import HUB_FILENAME, Weights, fetch_hub, split_hub_id
 
@@ -190,16 +191,24 @@ def _build(name: str, pretrained: bool = False, **kwargs: Any) -> NASNet:
     cfg = resolve(name, m.pretrained, kwargs.pop("pretrained_cfg", None), overlay)
 
     def build(pretrained: bool, **load: Any) -> NASNet:
-        return build_model_with_cfg(
-            NASNet,
-            name,
-            pretrained,
-            genotype=genotype,
-            config=config,
-            feature_cfg=dict(feature_cls="getter", out_indices=out_indices),
-            **kwargs,
-            **load,
-        )
+        try:
+            return build_model_with_cfg(
+                NASNet,
+                name,
+                pretrained,
+                genotype=genotype,
+                config=config,
+                feature_cfg=dict(feature_cls="getter", out_indices=out_indices),
+                **kwargs,
+                **load,
+            )
+        except RuntimeError as e:  # where the free memory could not be read beforehand (`sizing`)
+            if not out_of_memory(e):
+                raise
+            raise ConfigError(
+                f"{name} with {config.num_cells} cells and {config.filters} filters does not fit in memory "
+                f"({str(e).splitlines()[0][:200]}): build it smaller (--filters, --num-cells)"
+            ) from None
 
     if not pretrained:
         return build(False, pretrained_cfg=cfg)

@@ -21,15 +21,14 @@ from nasnet_zoo.cli import main
 from nasnet_zoo.data import digits, eval_transform, image_folder
 from nasnet_zoo.finetune import (
     FINETUNE_CONFIG,
-    _class_map,
     _early_stop,
     backbone_parameter_names,
     finetune,
     finetune_data,
     save_finetuned,
-    validate,
 )
 from nasnet_zoo.runtime import torch_threads as num_threads
+from nasnet_zoo.validation import _class_map, validate
 from nasnet_zoo.weights import WeightsError, WeightsUnavailableError, save_safetensors
 from nasnet_zoo.zoo import MOBILE_TF, load_model
 from tests.helpers import write_image_folder

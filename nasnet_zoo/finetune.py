@@ -50,7 +50,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from . import data as datasets
-from .errors import ConfigError, DataError, NotFoundError
+from .errors import ConfigError, DataError, NotFoundError, RunError
 from .train import FitResult, TrainConfig, distributed, fit, scored_accuracy
 from .train.divergence import check_weights
 from .train.outputs import BEST, METRICS
@@ -319,7 +319,10 @@ def _param_groups(model: nn.Module, backbone_lr_scale: float) -> list[dict[str, 
 def _history(out: Path) -> list[dict[str, float]]:
     """The epochs a run in ``out`` has recorded (its metrics.jsonl), for the early stop of a resumed run."""
     metrics = out / METRICS
-    return [json.loads(line) for line in metrics.read_text().splitlines() if line] if metrics.is_file() else []
+    try:
+        return [json.loads(line) for line in metrics.read_text().splitlines() if line] if metrics.is_file() else []
+    except ValueError as e:  # torn, or not text: resuming would lose its early-stop history
+        raise RunError(f"{metrics} is not a metrics file ({e}); restore it, or start afresh (--overwrite)") from None
 
 
 def _per_channel(values: Sequence[float], channels: int) -> tuple[float, ...]:

@@ -61,6 +61,12 @@ class MacroConfig:
                 f"a NASNet needs at least 1 cell and an even number of filters >= 2 "
                 f"(got {self.num_cells} cells, {self.filters} filters); try --num-cells 6 --filters 32"
             )
+        first = int(self.filters / self.filter_scaling_rate**2)
+        if self.stem == "imagenet" and first < 1:
+            raise ConfigError(
+                f"the ImageNet stem's first cell has filters / {self.filter_scaling_rate**2:g} = {first} filters (got "
+                f"{self.filters} filters): use at least 8 (--filters)"
+            )
 
     @property
     def reduction_indices(self) -> list[int]:
@@ -93,7 +99,10 @@ class AuxHead(nn.Module):
         super().__init__()
         k = (feat_size - 5) // 3 + 1
         if k < 1:
-            raise ValueError(f"the aux head needs a feature map of at least 5x5, got {feat_size}x{feat_size}")
+            raise ConfigError(
+                f"the aux head needs a feature map of at least 5x5, got {feat_size}x{feat_size}: build the model for a "
+                "larger input (img_size, --img-size) or without the aux head (aux_head=False)"
+            )
         self.kernel_size = k
         self.proj = nn.Conv2d(c_in, 128, 1, bias=False)
         self.bn0 = norm(128)
@@ -104,7 +113,7 @@ class AuxHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.avg_pool2d(x, 5, 3)
         if x.shape[-1] != self.kernel_size or x.shape[-2] != self.kernel_size:
-            raise ValueError(
+            raise ConfigError(
                 f"the aux head was built for a {self.kernel_size}x{self.kernel_size} map after pooling and got "
                 f"{tuple(x.shape[-2:])}: create the model with img_size set to the training input size"
             )
@@ -312,7 +321,7 @@ class NASNet(nn.Module):
         ``norm`` is accepted for interface compatibility; NASNet has no final norm layer.
         """
         if output_fmt != "NCHW":
-            raise ValueError(f"only NCHW output is supported, got {output_fmt!r}")
+            raise ConfigError(f"only NCHW output is supported, got {output_fmt!r}")
         take, max_index = feature_take_indices(len(self.feature_info), indices)
         stop = self._feature_layers[max_index] if (stop_early or intermediates_only) else None
         x, feats, _ = self._run(x, list(take), stop)

@@ -139,6 +139,10 @@ class SearchConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ConfigError(f"max_minutes must be more than 0 or None, got {self.max_minutes}")
+        if not self.gpus_per_child >= 0:
+            raise ConfigError(f"gpus_per_child must be at least 0, got {self.gpus_per_child}")
         if self.resume and self.out is None:
             raise ConfigError("resume needs the --out folder of the run to continue")
 

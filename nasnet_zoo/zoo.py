@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import sys
 from dataclasses import dataclass, field
 from os import PathLike
@@ -320,10 +321,17 @@ def _saved_config(name: str, cache_dir: str | PathLike[str] | None) -> None:
     """A saved model's config.json must be at hand: a folder's, or a Hub repo's, fetched (or failing) at once."""
     kind, _, where = name.partition(":")
     if kind == "local-dir":
-        if not (Path(where) / "config.json").is_file():
+        path = Path(where) / "config.json"
+        if not path.is_file():
             raise WeightsError(f"{where} is not a folder in the zoo's Hub layout: it has no config.json")
     else:
-        fetch_hub(name, *split_hub_id(where), "config.json", cache_dir)
+        path = fetch_hub(name, *split_hub_id(where), "config.json", cache_dir)
+    try:
+        config = json.loads(path.read_bytes())
+    except ValueError as e:  # not UTF-8, or not JSON
+        raise WeightsError(f"{path} is not a timm config.json ({e}): save or download the model again") from None
+    if not isinstance(config, dict):
+        raise WeightsError(f"{path} is not a timm config.json (a JSON object): save or download the model again")
 
 
 def describe_weights(

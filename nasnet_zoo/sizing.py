@@ -98,10 +98,12 @@ def memory_bound(
     aux_cell = f"cell_{at[1] - 1}" if aux_head and num_classes and len(at) >= 2 else None
     for name, reduction, filters, prev in _plan(config):
         c_prev = chans[prev] if len(chans) >= -prev else None
-        cell, out = _cell_bound(genotype.reduction if reduction else genotype.normal, chans[-1], c_prev, filters,
-                                reduction)  # fmt: skip
-        total, size = total + cell, -(-size // 2) if reduction else size
+        cells = genotype.reduction if reduction else genotype.normal
+        cell, out = _cell_bound(cells, chans[-1], c_prev, filters, reduction)
+        total += cell
         chans.append(out)
+        if reduction:
+            size = -(-size // 2)
         if name == aux_cell:
             k = max((size - 5) // 3 + 1, 1)
             total += out * 128 + _bn(128) + 128 * 768 * k * k + _bn(768) + 769 * num_classes

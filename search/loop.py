@@ -67,6 +67,7 @@ __all__ = [  # the presets and settings are `presets`'; importable from here as 
     "task_dict",
     "task_from_dict",
 ]
+
 MAX_DRAWS = 1000  # proposals in a row of cells trained already, after which an algorithm counts as converged
 
 

@@ -234,15 +234,21 @@ def read_class_map(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"no class map file at {path}")
+    try:
+        text = path.read_text()
+        raw = json.loads(text) if path.suffix == ".json" else None
+    except ValueError as e:  # not UTF-8 text (UnicodeDecodeError), or not JSON
+        raise DataError(f"{path} is not a class map ({e}): one class folder name per line, or JSON") from None
     if path.suffix == ".json":
-        raw = json.loads(path.read_text())
+        if not isinstance(raw, dict | list):
+            raise DataError(f"{path}: a JSON class map is a list of names or an object mapping names to indices")
         if isinstance(raw, dict):
             if sorted(v for v in raw.values() if isinstance(v, int)) != list(range(len(raw))):
                 raise DataError(f"{path}: a JSON class map object must map names to the indices 0..{len(raw) - 1}")
             raw = sorted(raw, key=raw.__getitem__)
         names = [str(n) for n in raw]
     else:
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names or len(set(names)) != len(names):
         raise DataError(f"{path}: a class map needs at least one class and no name twice")
     return names

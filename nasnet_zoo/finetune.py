@@ -1,4 +1,4 @@
-"""Fine-tuning on your own data and validation on an image folder, both through the one loop in `train`.
+"""Fine-tuning on your own data through the one loop in `train`, and the export of the best epoch.
 
 Public API::
 
@@ -6,7 +6,8 @@ Public API::
              patience=None, ...) -> FinetuneResult
     save_finetuned(model, folder, *, classes=None, data_config=None, description="") -> Path
     backbone_parameter_names(model) -> set[str]   what ``group_matcher`` puts in a layer group (the rest: head)
-    validate(model, root, *, class_map=None, style="tf", ...) -> dict   top-1 / top-5 on an image folder
+
+(``validate``, top-1 / top-5 on an image folder, lives in `nasnet_zoo.validation`; it is importable from here too.)
 
 Weights. `zoo.load_model` loads the starting weights: the model's released ones, ``weights=`` (a file or a Hub
 repo), or a saved folder. Whatever is named either loads or fails with `WeightsError` (`WeightsUnavailableError`
@@ -38,7 +39,6 @@ import functools
 import json
 import logging
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -50,16 +50,28 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from . import data as datasets
-from .errors import ConfigError, DataError, NotFoundError
-from .train import FitResult, TrainConfig, distributed, evaluate, fit, scored_accuracy
+from .errors import ConfigError, DataError, NotFoundError, RunError
+from .train import FitResult, TrainConfig, distributed, fit, scored_accuracy
 from .train.divergence import check_weights
 from .train.outputs import BEST, METRICS
 from .train.run_folder import OUTPUTS, claim
+from .validation import validate
 from .weights import read_state_dict
 from .weights.hub_folder import save_hub_folder
 from .zoo import MODELS, load_model
 
 _logger = logging.getLogger(__name__)
+__all__ = [
+    "EXPORT_FOLDER",
+    "FINETUNE_CONFIG",
+    "FinetuneResult",
+    "backbone_parameter_names",
+    "data_classes",
+    "finetune",
+    "finetune_data",
+    "save_finetuned",
+    "validate",
+]
 
 #: The default fine-tuning run: SGD with momentum and a cosine schedule, light L2 and label smoothing.
 FINETUNE_CONFIG = TrainConfig(
@@ -307,7 +319,10 @@ def _param_groups(model: nn.Module, backbone_lr_scale: float) -> list[dict[str, 
 def _history(out: Path) -> list[dict[str, float]]:
     """The epochs a run in ``out`` has recorded (its metrics.jsonl), for the early stop of a resumed run."""
     metrics = out / METRICS
-    return [json.loads(line) for line in metrics.read_text().splitlines() if line] if metrics.is_file() else []
+    try:
+        return [json.loads(line) for line in metrics.read_text().splitlines() if line] if metrics.is_file() else []
+    except ValueError as e:  # torn, or not text: resuming would lose its early-stop history
+        raise RunError(f"{metrics} is not a metrics file ({e}); restore it, or start afresh (--overwrite)") from None
 
 
 def _per_channel(values: Sequence[float], channels: int) -> tuple[float, ...]:
@@ -344,70 +359,3 @@ def save_finetuned(
     model_args = MODELS[cfg["architecture"]].hub_model_args(model)
     save_hub_folder(model, folder, metadata, pretrained_cfg=pretrained_cfg, label_names=labels, model_args=model_args)
     return Path(folder)
-
-
-# --- validation ---------------------------------------------------------------------------------------------------
-def _class_map(model: nn.Module, root: Path, class_map: str | PathLike[str] | Sequence[str] | None) -> list[str]:
-    """Class names in the model's output order: the given map, the model's ``label_names``, ImageNet's synsets for
-    a 1000-class model on synset folders, or else the sorted folders when they are as many as the outputs."""
-    from torchvision.datasets.folder import find_classes
-
-    if not root.is_dir():
-        raise NotFoundError(f"no image folder at {root}: expected {root}/CLASS/IMAGE files")
-    folders = find_classes(str(root))[0]
-    if class_map is not None:
-        names = datasets.read_class_map(class_map) if isinstance(class_map, str | PathLike) else list(class_map)
-    elif model.pretrained_cfg.get("label_names"):
-        names = list(model.pretrained_cfg["label_names"])
-    elif model.num_classes == 1000 and set(folders) <= set(synsets := _imagenet_synsets()):
-        names = synsets
-    elif len(folders) == model.num_classes:
-        names = folders
-    else:
-        raise DataError(
-            f"{root} has {len(folders)} class folders and the model {model.num_classes} outputs: say which output "
-            "each folder is with a class map (class_map=, --class-map FILE: one folder name per line, in output order)"
-        )
-    if len(names) != model.num_classes:
-        raise DataError(f"the class map names {len(names)} classes and the model has {model.num_classes} outputs")
-    return names
-
-
-def _imagenet_synsets() -> list[str]:
-    from timm.data import ImageNetInfo
-
-    return list(ImageNetInfo().label_names())
-
-
-def validate(
-    model: nn.Module,
-    root: str | PathLike[str],
-    *,
-    class_map: str | PathLike[str] | Sequence[str] | None = None,
-    style: str = "tf",
-    img_size: int | None = None,
-    crop_pct: float | None = None,
-    batch_size: int = 64,
-    device: str | torch.device | None = None,
-    num_workers: int = 0,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Top-1 / top-5 accuracy (percent) and mean cross-entropy of ``model`` on the image folder ``root`` (an
-    ImageNet-val-style folder of synset folders, or any ``root/CLASS/IMAGE`` folder with a class map), with the
-    model's own evaluation preprocessing in the TF release's style (``"tf"``) or timm's (``"timm"``)."""
-    root = Path(root)
-    if model.in_chans != 3:
-        raise DataError(f"image folders are RGB and the model takes {model.in_chans} channels")
-    names = _class_map(model, root, class_map)
-    transform = datasets.eval_transform(model, style, img_size, crop_pct)
-    ds = datasets.image_folder(root, transform, class_map=names)
-    t0 = time.perf_counter()
-    m = evaluate(model, ds, batch_size=batch_size, device=device, num_workers=num_workers, progress=progress)
-    seconds = time.perf_counter() - t0
-    size = img_size or int(model.pretrained_cfg["input_size"][-1])
-    pct, interpolation = datasets.eval_crop(model.pretrained_cfg, style, crop_pct)
-    return dict(
-        data=str(root), images=m["n"], classes=len(set(ds.targets)), top1=100 * m["acc1"], top5=100 * m["acc5"],
-        loss=m["loss"], style=style, input_size=size, crop_pct=pct, interpolation=interpolation,
-        seconds=round(seconds, 2), images_per_s=round(m["n"] / seconds, 1),
-    )  # fmt: skip

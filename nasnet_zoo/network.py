@@ -35,6 +35,7 @@ from .cell import Cell
 from .errors import ConfigError
 from .genotype import NASNET_A, Genotype
 from .ops import ConvBN, SameConv2d
+from .sizing import memory_bound, refuse_oversized
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,12 @@ class MacroConfig:
             raise ConfigError(
                 f"a NASNet needs at least 1 cell and an even number of filters >= 2 "
                 f"(got {self.num_cells} cells, {self.filters} filters); try --num-cells 6 --filters 32"
+            )
+        first = int(self.filters / self.filter_scaling_rate**2)
+        if self.stem == "imagenet" and first < 1:
+            raise ConfigError(
+                f"the ImageNet stem's first cell has filters / {self.filter_scaling_rate**2:g} = {first} filters (got "
+                f"{self.filters} filters): use at least 8 (--filters)"
             )
 
     @property
@@ -93,7 +100,10 @@ class AuxHead(nn.Module):
         super().__init__()
         k = (feat_size - 5) // 3 + 1
         if k < 1:
-            raise ValueError(f"the aux head needs a feature map of at least 5x5, got {feat_size}x{feat_size}")
+            raise ConfigError(
+                f"the aux head needs a feature map of at least 5x5, got {feat_size}x{feat_size}: build the model for a "
+                "larger input (img_size, --img-size) or without the aux head (aux_head=False)"
+            )
         self.kernel_size = k
         self.proj = nn.Conv2d(c_in, 128, 1, bias=False)
         self.bn0 = norm(128)
@@ -104,7 +114,7 @@ class AuxHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.avg_pool2d(x, 5, 3)
         if x.shape[-1] != self.kernel_size or x.shape[-2] != self.kernel_size:
-            raise ValueError(
+            raise ConfigError(
                 f"the aux head was built for a {self.kernel_size}x{self.kernel_size} map after pooling and got "
                 f"{tuple(x.shape[-2:])}: create the model with img_size set to the training input size"
             )
@@ -148,6 +158,13 @@ class NASNet(nn.Module):
         super().__init__()
         if config is None:
             raise ConfigError("NASNet needs a MacroConfig; use nasnet_zoo.create_model for the zoo's layouts")
+        refuse_oversized(  # before anything is allocated: a clear error, not the allocator's or the OOM killer
+            memory_bound(genotype, config, num_classes, in_chans, img_size, aux_head),
+            partial(
+                NASNet, genotype, config, num_classes, in_chans, img_size, aux_head=aux_head, global_pool=global_pool
+            ),
+            f"a NASNet of {config.num_cells} cells and {config.filters} filters",
+        )
         self.genotype, self.config = genotype, config
         self.num_classes, self.in_chans = num_classes, in_chans
         self.drop_rate = 1 - config.dense_dropout_keep_prob if drop_rate is None else drop_rate
@@ -311,7 +328,7 @@ class NASNet(nn.Module):
         ``norm`` is accepted for interface compatibility; NASNet has no final norm layer.
         """
         if output_fmt != "NCHW":
-            raise ValueError(f"only NCHW output is supported, got {output_fmt!r}")
+            raise ConfigError(f"only NCHW output is supported, got {output_fmt!r}")
         take, max_index = feature_take_indices(len(self.feature_info), indices)
         stop = self._feature_layers[max_index] if (stop_early or intermediates_only) else None
         x, feats, _ = self._run(x, list(take), stop)

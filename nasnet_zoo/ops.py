@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from timm.layers import is_exportable
 from torch import nn
 
+from .errors import ConfigError
 from .genotype import OPS
 
 #: Makes the normalisation layer for a channel count (BatchNorm with the config's eps and momentum).
@@ -103,7 +104,7 @@ class SamePool2d(nn.Module):
     def __init__(self, kind: str, kernel_size: int, stride: int = 1) -> None:
         super().__init__()
         if kind not in ("avg", "max") or kernel_size % 2 == 0 or not 1 <= stride <= kernel_size:
-            raise ValueError(f"unsupported pool: {kind} {kernel_size}x{kernel_size} stride {stride}")
+            raise ConfigError(f"unsupported pool: {kind} {kernel_size}x{kernel_size} stride {stride}")
         self.kind, self.kernel_size, self.stride = kind, kernel_size, stride
         self.static = is_exportable()
 
@@ -200,7 +201,10 @@ class FactorizedReduce(nn.Module):
     def __init__(self, c_in: int, c_out: int, norm: Norm) -> None:
         super().__init__()
         if c_out % 2:
-            raise ValueError(f"factorized reduction needs an even number of output channels, got {c_out}")
+            raise ConfigError(
+                f"a factorized reduction needs an even number of output channels, got {c_out}: choose filters "
+                "(--filters) that give every cell an even width, e.g. a multiple of 8"
+            )
         self.conv1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.conv2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.bn = norm(c_out)

@@ -27,7 +27,7 @@ from safetensors import safe_open
 
 from . import cards
 from .complexity import count_mult_adds, count_params
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .genotype import Genotype
 from .network import NASNet
 from .train import scored_accuracy
@@ -216,8 +216,13 @@ def _val_acc(folder: Path, epoch: int | None) -> float | None:
     metrics = folder / "metrics.jsonl"
     if epoch is None or not metrics.is_file():
         return None
-    for line in metrics.read_text().splitlines():
-        record = json.loads(line)
+    for n, line in enumerate(metrics.read_text(errors="replace").splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            raise DataError(
+                f"{metrics} line {n} is not JSON ({e}): restore the run's metrics, or move it away"
+            ) from None
         if record.get("epoch") == epoch:
             return scored_accuracy(record)
     return None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import sys
 from dataclasses import dataclass, field
 from os import PathLike
@@ -30,6 +31,7 @@ from torch import nn
 from .errors import ConfigError, WeightsError
 from .genotype import NASNET_A, Genotype
 from .network import MacroConfig, NASNet
+from .sizing import out_of_memory
 from .weights.load import load_pretrained, resolve
 from .weights.sources import HUB_FILENAME, Weights, fetch_hub, split_hub_id
 
@@ -190,16 +192,24 @@ def _build(name: str, pretrained: bool = False, **kwargs: Any) -> NASNet:
     cfg = resolve(name, m.pretrained, kwargs.pop("pretrained_cfg", None), overlay)
 
     def build(pretrained: bool, **load: Any) -> NASNet:
-        return build_model_with_cfg(
-            NASNet,
-            name,
-            pretrained,
-            genotype=genotype,
-            config=config,
-            feature_cfg=dict(feature_cls="getter", out_indices=out_indices),
-            **kwargs,
-            **load,
-        )
+        try:
+            return build_model_with_cfg(
+                NASNet,
+                name,
+                pretrained,
+                genotype=genotype,
+                config=config,
+                feature_cfg=dict(feature_cls="getter", out_indices=out_indices),
+                **kwargs,
+                **load,
+            )
+        except RuntimeError as e:  # where the free memory could not be read beforehand (`sizing`)
+            if not out_of_memory(e):
+                raise
+            raise ConfigError(
+                f"{name} with {config.num_cells} cells and {config.filters} filters does not fit in memory "
+                f"({str(e).splitlines()[0][:200]}): build it smaller (--filters, --num-cells)"
+            ) from None
 
     if not pretrained:
         return build(False, pretrained_cfg=cfg)
@@ -311,10 +321,17 @@ def _saved_config(name: str, cache_dir: str | PathLike[str] | None) -> None:
     """A saved model's config.json must be at hand: a folder's, or a Hub repo's, fetched (or failing) at once."""
     kind, _, where = name.partition(":")
     if kind == "local-dir":
-        if not (Path(where) / "config.json").is_file():
+        path = Path(where) / "config.json"
+        if not path.is_file():
             raise WeightsError(f"{where} is not a folder in the zoo's Hub layout: it has no config.json")
     else:
-        fetch_hub(name, *split_hub_id(where), "config.json", cache_dir)
+        path = fetch_hub(name, *split_hub_id(where), "config.json", cache_dir)
+    try:
+        config = json.loads(path.read_bytes())
+    except ValueError as e:  # not UTF-8, or not JSON
+        raise WeightsError(f"{path} is not a timm config.json ({e}): save or download the model again") from None
+    if not isinstance(config, dict):
+        raise WeightsError(f"{path} is not a timm config.json (a JSON object): save or download the model again")
 
 
 def describe_weights(

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from nasnet_zoo.errors import ConfigError
 from nasnet_zoo.runtime import derive_seed
 
 CLASSES = ("disc", "ring", "square", "frame", "triangle-up", "triangle-down", "plus", "diamond", "hbars", "vbars")
@@ -77,6 +78,6 @@ def draw_shapes(
 def shapes_split(split: str, n: int, seed: int = 0, size: int = 16, noise: float = 0.12) -> TensorDataset:
     """One split of the task: ``split`` (train, validation or test) drawn from its own seed stream."""
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
     x, y = draw_shapes(n, derive_seed(seed, SPLITS.index(split)), size, noise)
     return TensorDataset(x, y)

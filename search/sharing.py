@@ -9,7 +9,7 @@ A run alternates rounds of
     again, as in the stand-alone search), each rewarded with its sub-network's accuracy on ``reward_batches``
     validation minibatches, journaled, then observed by the algorithm (PPO updates every 20, as stand-alone).
 
-The algorithms, controller and PPO are the stand-alone search's (`loop.make_algorithm`). After ``budget``
+The algorithms, controller and PPO are the stand-alone search's (`presets.make_algorithm`). After ``budget``
 rewarded children the derive step (ENAS's): ``final`` more distinct cells drawn from the final policy, each
 scored on the whole validation split with the final shared weights. A reward has no side effect on the
 supernet (BN statistics are put back), so rewards can be replayed.
@@ -45,18 +45,22 @@ import torch
 
 from nasnet_zoo.errors import ConfigError, RunError
 from nasnet_zoo.files import RunLock, atomic_write
-from nasnet_zoo.genotype import NASNET_A, Genotype
+from nasnet_zoo.genotype import Genotype
 from nasnet_zoo.runtime import derive_seed, torch_threads
 from nasnet_zoo.train import TrainConfig, learning_rate
 
 from . import report
-from .loop import MAX_DRAWS, PRESETS, SearchConfig, SearchResult, make_algorithm, task_dict
+from .loop import MAX_DRAWS, SearchResult
+from .presets import PRESETS, SearchConfig, make_algorithm, task_dict
 from .runfolder import RunFolder
 from .shared_training import SharingConfig, Stream, score, shared_step, task_data
 from .space import NUM_BLOCKS, Proposal, canonical_hash, decode, random_genotype
-from .supernet import Supernet
+from .supernet_state import build_supernet, load_supernet, pack, unpack
 
-#: Presets of `loop.PRESETS` that search by weight sharing (the `search` command dispatches on this table).
+# build_supernet and load_supernet are `supernet_state`'s, importable from here as before
+__all__ = ["SHARING", "build_supernet", "load_supernet", "run_name", "run_sharing"]
+
+#: Presets of `presets.PRESETS` that search by weight sharing (the `search` command dispatches on this table).
 SHARING: dict[str, SharingConfig] = {
     "digits-ws": SharingConfig(shared_steps=50, children=20, reward_batches=1, reward_batch_size=150, final=20),
     # ~17 min on one idle core (benchmarks/sharing.py, "Tries"): 1,000 uniform steps, then 50 rounds of 90 steps
@@ -69,49 +73,6 @@ SHARING: dict[str, SharingConfig] = {
 # --- the run ---------------------------------------------------------------------------------------------------
 def run_name(config: SearchConfig) -> str:
     return f"{config.algo}-ws-seed{config.seed}"
-
-
-def build_supernet(task: Any, num_blocks: int = NUM_BLOCKS, filters: int | None = None) -> Supernet:
-    """The supernet of the task's child layout (its macro config, classes and input channels); ``filters``
-    replaces the children's starting filter count (None: theirs)."""
-    with torch.device("meta"):
-        child = task.build(NASNET_A)
-    config = child.config if filters is None else dataclasses.replace(child.config, filters=filters)
-    return Supernet(config, child.num_classes, child.in_chans, num_blocks)
-
-
-def load_supernet(run: Path) -> tuple[Supernet, Any]:
-    """The supernet of a weight-sharing run folder (``OUT/<algo>-ws-seed<S>``) as its last checkpoint holds it,
-    and the run's task."""
-    from .loop import task_from_dict
-
-    meta = json.loads((Path(run) / "search" / "run.json").read_text())
-    state = RunFolder(Path(run) / "search").load_state()
-    if state is None:
-        raise RunError(f"{run}/search holds no state.pt")
-    task = task_from_dict(meta["task"])
-    supernet = build_supernet(task, meta["num_blocks"], meta["sharing"].get("filters"))
-    supernet.load_state_dict(unpack(state["supernet"]))
-    return supernet, task
-
-
-def pack(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Many tensors as one flat tensor per dtype (a supernet has tens of thousands: pickling each is slow)."""
-    names, shapes, flat = list(tensors), [list(t.shape) for t in tensors.values()], {}
-    for dtype in sorted({str(t.dtype) for t in tensors.values()}):
-        flat[dtype] = torch.cat([t.detach().reshape(-1).cpu() for t in tensors.values() if str(t.dtype) == dtype])
-    return {"names": names, "shapes": shapes, "dtypes": [str(t.dtype) for t in tensors.values()], "flat": flat}
-
-
-def unpack(packed: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The inverse of `pack`."""
-    offsets = dict.fromkeys(packed["flat"], 0)
-    out = {}
-    for name, shape, dtype in zip(packed["names"], packed["shapes"], packed["dtypes"], strict=True):
-        n = math.prod(shape)
-        out[name] = packed["flat"][dtype][offsets[dtype] : offsets[dtype] + n].view(shape)
-        offsets[dtype] += n
-    return out
 
 
 class _Run:

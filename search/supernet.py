@@ -69,7 +69,7 @@ class PartReader(nn.Module):
     def __init__(self, kind: str, parts: int, width: int, c_out: int, norm: Norm, relu: bool = True) -> None:
         super().__init__()
         if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+            raise ConfigError(f"kind must be one of {KINDS}, got {kind!r}")
         self.kind, self.width, self.relu = kind, width, relu
         halves = 2 if kind == "reduce" else 1
         if c_out % halves:

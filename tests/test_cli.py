@@ -72,3 +72,64 @@ def test_an_error_from_a_data_loader_worker_is_its_own_message(monkeypatch, caps
     _with_run(monkeypatch, "list", fails)
     assert cli.main(["list"]) == 1
     assert capsys.readouterr().err == "error: cat/1.jpg is not a readable image: replace or remove it\n"
+
+
+@pytest.mark.parametrize("error", [ValueError("a bug"), TypeError("another bug"), RuntimeError("torch's")])
+def test_a_fault_in_the_code_keeps_its_traceback(monkeypatch, error: Exception) -> None:
+    def fails(args: argparse.Namespace) -> None:
+        raise error
+
+    _with_run(monkeypatch, "list", fails)
+    with pytest.raises(type(error), match=str(error)):  # not turned into a message that hides where it happened
+        cli.main(["list"])
+
+
+def _one_line(capsys: pytest.CaptureFixture, start: str) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith(start) and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_user_mistakes_reached_through_the_error_base_are_one_line(tmp_path, capsys) -> None:
+    tiny = ["--no-pretrained", "--num-cells", "3", "--workers", "0", "--quiet", "--epochs", "1"]
+    assert (
+        cli.main(["finetune", "nasnet_imagenet", "digits", *tiny, "--filters", "2", "--out", str(tmp_path / "a")]) == 1
+    )
+    _one_line(capsys, "error: the ImageNet stem's first cell has filters / 4 = 0 filters (got 2 filters)")
+    assert (
+        cli.main(["finetune", "nasnet_imagenet", "digits", *tiny, "--filters", "6", "--out", str(tmp_path / "b")]) == 1
+    )
+    _one_line(capsys, "error: a factorized reduction needs an even number of output channels, got 3: choose filters")
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "config.json").write_text("{not json")
+    (tmp_path / "images" / "a").mkdir(parents=True)
+    assert cli.main(["validate", str(folder), str(tmp_path / "images"), "--workers", "0"]) == 1
+    _one_line(capsys, f"error: {folder / 'config.json'} is not a timm config.json (Expecting property name")
+    (tmp_path / "classes.json").write_bytes(b"\x00\xff binary")
+    assert cli.main(["validate", "nasnet_cifar", str(tmp_path / "images"), "--no-pretrained", "--class-map",
+                     str(tmp_path / "classes.json"), "--workers", "0"]) == 1  # fmt: skip
+    _one_line(capsys, f"error: {tmp_path / 'classes.json'} is not a class map ('utf-8' codec can't decode")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["finetune", "nasnet_cifar", "digits", "--device", "gpu0"], "argument --device: 'gpu0' is not a device"),
+        (["finetune", "nasnet_cifar", "digits", "--seed", "-5"], "argument --seed: must be at least 0, got -5"),
+        (["finetune", "nasnet_cifar", "digits", "--split-seed", str(2**32)], "argument --split-seed: must be below"),
+        (["search", "--out", "o", "--max-minutes", "0"], "argument --max-minutes: must be more than 0, got 0.0"),
+        (["search", "--out", "o", "--gpus-per-child", "-1"], "argument --gpus-per-child: must be at least 0"),
+    ],
+)
+def test_settings_a_library_would_refuse_with_its_own_error_are_usage_errors(argv, message, capsys) -> None:
+    assert cli.main(argv) == 2  # before: numpy's, Ray's or torch's ValueError / RuntimeError
+    assert message in capsys.readouterr().err
+
+
+def test_a_cuda_device_on_a_machine_without_one_is_a_usage_error(monkeypatch, capsys) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.main(["finetune", "nasnet_cifar", "digits", "--device", "cuda:0"]) == 2
+    assert "argument --device: cuda:0: this machine has no CUDA device torch can use" in capsys.readouterr().err

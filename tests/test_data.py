@@ -74,6 +74,12 @@ def test_class_maps(tmp_path: Path) -> None:
     (tmp_path / "twice.txt").write_text("a\nb\na\n")
     with pytest.raises(ValueError, match="no name twice"):
         data.read_class_map(tmp_path / "twice.txt")
+    (tmp_path / "binary.txt").write_bytes(b"\x00\xff\xfe")
+    (tmp_path / "torn.json").write_text('["zebra", "an')
+    (tmp_path / "number.json").write_text("3")
+    for name in ("binary.txt", "torn.json", "number.json"):
+        with pytest.raises(DataError, match=f"{tmp_path / name}.* class map"):
+            data.read_class_map(tmp_path / name)
     write_image_folder(tmp_path / "imgs", ("ant", "bee"), per_class=1)
     ds = data.image_folder(tmp_path / "imgs", class_map=data.read_class_map(tmp_path / "map.txt"))
     assert ds.targets == [1, 2] and ds.classes == ["zebra", "ant", "bee"]

@@ -19,17 +19,18 @@ from safetensors.torch import load_file
 from nasnet_zoo import NASNET_A, create_model
 from nasnet_zoo.cli import main
 from nasnet_zoo.data import digits, eval_transform, image_folder
+from nasnet_zoo.errors import RunError
 from nasnet_zoo.finetune import (
     FINETUNE_CONFIG,
-    _class_map,
     _early_stop,
+    _history,
     backbone_parameter_names,
     finetune,
     finetune_data,
     save_finetuned,
-    validate,
 )
 from nasnet_zoo.runtime import torch_threads as num_threads
+from nasnet_zoo.validation import _class_map, validate
 from nasnet_zoo.weights import WeightsError, WeightsUnavailableError, save_safetensors
 from nasnet_zoo.zoo import MOBILE_TF, load_model
 from tests.helpers import write_image_folder
@@ -321,3 +322,9 @@ def test_validate_maps_imagenet_synset_folders(tmp_path: Path) -> None:
     assert sorted(folder.targets) == [7, 901]
     got = validate(model, ds_root)  # without the synsets, 2 folders for 1000 outputs would need a class map
     assert got["images"] == 2 and got["classes"] == 2
+
+
+def test_a_torn_metrics_file_stops_a_resume_with_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1, "val_acc": 0.5}\n{"epoch": 2, "val_')
+    with pytest.raises(RunError, match=r"metrics.jsonl is not a metrics file \(.*\); restore it, or start afresh"):
+        _history(tmp_path)

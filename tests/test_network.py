@@ -146,3 +146,19 @@ def test_a_macro_config_that_builds_no_network_is_refused(kw) -> None:
 
     with pytest.raises(ConfigError, match="at least 1 cell and an even number of filters"):
         nasnet_zoo.create_model("nasnet_cifar", **kw)
+
+
+def test_layouts_that_cannot_be_built_are_config_errors() -> None:
+    from nasnet_zoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"ImageNet stem's first cell has filters / 4 = 0 filters.*at least 8"):
+        nasnet_zoo.create_model("nasnet_imagenet", filters=2)
+    with pytest.raises(ConfigError, match=r"even number of output channels, got 3: choose filters \(--filters\)"):
+        nasnet_zoo.create_model("nasnet_imagenet", num_cells=3, filters=6)
+    with pytest.raises(ConfigError, match=r"at least 5x5, got 4x4: build the model for a larger input"):
+        nasnet_zoo.create_model("nasnet_cifar", num_cells=3, filters=8, img_size=8, aux_head=True)
+    model = nasnet_zoo.create_model("nasnet_cifar", num_cells=3, filters=8, img_size=32, aux_head=True).train()
+    with pytest.raises(ConfigError, match="aux head was built for a 4x4 map"):
+        model(torch.randn(2, 3, 64, 64))
+    with pytest.raises(ConfigError, match="only NCHW output"):
+        model.forward_intermediates(torch.randn(1, 3, 32, 32), output_fmt="NHWC")

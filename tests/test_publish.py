@@ -366,3 +366,13 @@ def test_clear_errors_and_nothing_half_written(searched, tmp_path, capsys):
     assert "holds files a publish does not write (notes.txt)" in err
     assert sorted(p.name for p in taken.iterdir()) == ["notes.txt"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder left
+
+
+def test_a_torn_metrics_line_is_named(tmp_path: Path) -> None:
+    from nasnet_zoo.errors import DataError
+    from nasnet_zoo.publish import _val_acc
+
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1, "val_acc": 0.5}\n{"epoch": 2, "val_')
+    assert _val_acc(tmp_path, 1) == 0.5
+    with pytest.raises(DataError, match=r"metrics.jsonl line 2 is not JSON"):
+        _val_acc(tmp_path, 2)

@@ -24,7 +24,7 @@ from nasnet_zoo.search.space import Proposal, canonical_hash, decode, encode, ra
 from nasnet_zoo.search.tasks import Cifar10Task, SyntheticTask
 
 import nasnet_zoo
-from nasnet_zoo.errors import RunError
+from nasnet_zoo.errors import ConfigError, RunError
 from nasnet_zoo.genotype import Block, Cell, Genotype
 
 FIELDS = {"child", "hash", "reward", "error", "resampled", "seconds", "worker", "policy_version", "log_prob", "elapsed",
@@ -149,6 +149,10 @@ def test_resume_refuses_what_it_cannot_do(tmp_path: Path) -> None:
         SearchConfig(algo="bayesian")
     with pytest.raises(ValueError, match="budget must be at least 1"):
         SearchConfig(budget=0)
+    with pytest.raises(ConfigError, match="max_minutes must be more than 0"):
+        SearchConfig(max_minutes=-1)
+    with pytest.raises(ConfigError, match="gpus_per_child must be at least 0"):  # not Ray's ValueError
+        SearchConfig(gpus_per_child=-1)
 
 
 def test_wall_time_budget_stops_and_resume_finishes(tmp_path: Path) -> None:

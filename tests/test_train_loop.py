@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from nasnet_zoo.data import digits
-from nasnet_zoo.errors import RunError, TrainingError
+from nasnet_zoo.errors import ConfigError, RunError, TrainingError
 from nasnet_zoo.train import TrainConfig, evaluate, fit, run_recipe
 from nasnet_zoo.weights import read_state_dict
 from tests.train_testing import TwoHeads, data_gradients, one_sgd_step, small_net, tiny_nasnet, without_time
@@ -185,6 +185,9 @@ def test_data_forms_agree() -> None:
 def test_bad_input_errors() -> None:
     with pytest.raises(ValueError, match="optimizer must be one of"):
         TrainConfig(optimizer="adam")
+    for seed in (-1, 2**32):  # numpy's range: refused here, not as numpy's error at the first epoch
+        with pytest.raises(ConfigError, match=r"seed must be in \[0, 2\*\*32\)"):
+            TrainConfig(seed=seed)
     with pytest.raises(ValueError, match="unknown recipe"):
         run_recipe("imagenet-tiny", "/nowhere")
     model = small_net()

@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         again = " (run the same command with --resume to continue)" if getattr(args, "resume", None) is not None else ""
         print(f"interrupted{again}", file=sys.stderr)
         return 130
-    except (NasnetZooError, OSError, ValueError, TypeError) as e:  # TODO(lead): NasnetZooError and OSError only
+    except (NasnetZooError, OSError) as e:  # anything else is a bug: its traceback is the report
         if args.debug:
             traceback.print_exc()
         print(f"error: {_message(e)}", file=sys.stderr)

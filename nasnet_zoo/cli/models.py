@@ -104,7 +104,7 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def validate(args: argparse.Namespace) -> None:
-    from ..finetune import validate as top_k_accuracy
+    from ..validation import validate as top_k_accuracy
     from ..zoo import load_model
 
     model, source = load_model(

@@ -49,12 +49,55 @@ def loader_workers(text: str) -> int:
     return _whole(text, 0)
 
 
-def fraction(text: str) -> float:
-    """An argparse type: a number in [0, 1]."""
+def seed(text: str) -> int:
+    """An argparse type: a seed of the training RNGs, 0 <= seed < 2**32 (numpy's range)."""
+    n = _whole(text, 0)
+    if n >= 2**32:
+        raise argparse.ArgumentTypeError(f"must be below 2**32, got {n}")
+    return n
+
+
+def _number(text: str) -> float:
     try:
-        x = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def positive(text: str) -> float:
+    """An argparse type: a number > 0 (minutes)."""
+    x = _number(text)
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {x}")
+    return x
+
+
+def nonnegative(text: str) -> float:
+    """An argparse type: a number >= 0 (GPUs per child)."""
+    x = _number(text)
+    if not x >= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {x}")
+    return x
+
+
+def device(text: str) -> str:
+    """An argparse type: a torch device this machine has (cpu, cuda, cuda:1, mps, ...)."""
+    import torch
+
+    try:
+        d = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: cpu, cuda, cuda:1, mps, ...") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has no CUDA device torch can use; use --device cpu")
+    if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has CUDA devices 0..{torch.cuda.device_count() - 1}")
+    return text
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    x = _number(text)
     if not 0 <= x <= 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {x}")
     return x
@@ -71,7 +114,9 @@ CACHE = _parent(
         "--cache-dir", type=Path, help="weights cache folder (default: huggingface_hub's and torch.hub's)"
     )
 )
-DEVICE = _parent(lambda p: p.add_argument("--device", help="cuda, cuda:1, cpu, ... (default: cuda when available)"))
+DEVICE = _parent(
+    lambda p: p.add_argument("--device", type=device, help="cuda, cuda:1, cpu, ... (default: cuda when available)")
+)
 
 
 def _workers(p: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .options import Command, UsageError, count
+from .options import Command, UsageError, count, nonnegative, positive
 
 
 def _cluster(p: argparse.ArgumentParser) -> None:
@@ -16,7 +16,7 @@ def _cluster(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backend", choices=["serial", "process", "ray"], help="default: the preset's")
     g.add_argument("--data-dir", help="cifar10: a folder holding torchvision's cifar-10-batches-py")
     g.add_argument("--ray-address", help="join this Ray cluster (e.g. auto) instead of starting a local Ray")
-    g.add_argument("--gpus-per-child", type=float, default=0.0, help="ray: GPUs each child requests")
+    g.add_argument("--gpus-per-child", type=nonnegative, default=0.0, help="ray: GPUs each child requests")
 
 
 PRESET_HELP = (
@@ -43,7 +43,7 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="folder of the search; one subfolder per algo and seed")
     p.add_argument("--resume", action="store_true", help="continue the run in --out after a stop or a crash")
-    p.add_argument("--max-minutes", type=float, help="wall-time budget (children in flight resume later)")
+    p.add_argument("--max-minutes", type=positive, help="wall-time budget (children in flight resume later)")
     _cluster(p)
 
 

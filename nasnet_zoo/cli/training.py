@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .options import ARCHITECTURE, CACHE, DEVICE, WEIGHTS, WORKERS, Command, count, fraction, model_kwargs
+from .options import ARCHITECTURE, CACHE, DEVICE, WEIGHTS, WORKERS, Command, count, fraction, model_kwargs, seed
 
 
 def _run_folder_arguments(p: argparse.ArgumentParser) -> None:
@@ -93,12 +93,12 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-smoothing", type=float, help="default 0.1")
     g.add_argument("--ema-decay", type=float, help="score and export an EMA of the weights (e.g. 0.999)")
     g.add_argument("--drop-path", type=fraction, help="maximum drop-path probability (default: the model's)")
-    g.add_argument("--seed", type=int, help="training seed (default 0)")
+    g.add_argument("--seed", type=seed, help="training seed (default 0)")
     g = p.add_argument_group("data")
     g.add_argument("--img-size", type=count, help="training and evaluation input size (default: the model's)")
     g.add_argument("--eval-style", choices=["tf", "timm"], default="tf", help="validation preprocessing of folders")
     g.add_argument("--val-fraction", type=fraction, default=0.25, help="split off per class when there is no val/")
-    g.add_argument("--split-seed", type=int, default=0)
+    g.add_argument("--split-seed", type=seed, default=0)
     _run_folder_arguments(p)
 
 

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import ConfigError, RunError
 from ..files import atomic_write
-from ..weights.common import _reason
+from ..weights.common import refusal_reason
 from .config import UNSCORED, TrainConfig
 
 CHECKPOINT = "last.pt"
@@ -75,8 +75,8 @@ def load_checkpoint(path: Path, config: TrainConfig, steps_per_epoch: int) -> di
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torn, corrupt, or holding objects that need code to load: never retried unsafely
         raise RunError(
-            f"{path} is not a readable training checkpoint ({type(e).__name__}: {_reason(e)}); restore it, or start "
-            "afresh with overwrite=True (--overwrite)"
+            f"{path} is not a readable training checkpoint ({type(e).__name__}: {refusal_reason(e)}); restore it, or "
+            "start afresh with overwrite=True (--overwrite)"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or not set(state) >= KEYS:
         raise RunError(

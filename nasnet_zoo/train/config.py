@@ -58,6 +58,7 @@ class TrainConfig:
         need(self.clip_grad_norm is None or self.clip_grad_norm > 0, "clip_grad_norm must be > 0 or None")
         need(self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1) or None")
         need(self.check_loss_every >= 1, f"check_loss_every must be >= 1 step, got {self.check_loss_every}")
+        need(0 <= self.seed < 2**32, f"seed must be in [0, 2**32), numpy's range, got {self.seed}")
 
     def scaled(self, batch_size: int) -> TrainConfig:
         """The same run at another batch size: lr scaled linearly (as TF-slim's notes scale it with the number

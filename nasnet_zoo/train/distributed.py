@@ -14,6 +14,7 @@ Public API::
     reduce_eval(rows, shards, width)    exact evaluation totals from every replica's per-batch sums
     convert_sync_batchnorm(model)       BatchNorms that normalise over the global batch (CPU and CUDA)
     average_bn_statistics(model)        make per-replica BN running statistics the replicas' mean
+                                        (these two live in `batchnorm`, importable from here)
 
 Semantics:
 
@@ -54,6 +55,8 @@ from torch.utils.data import Dataset, Sampler
 
 from ..errors import ConfigError
 from ..runtime import derive_seed
+from .batchnorm import average_bn_statistics as average_bn_statistics  # re-exported: part of this API
+from .batchnorm import convert_sync_batchnorm as convert_sync_batchnorm
 
 TIMEOUT_ENV = "NASNET_ZOO_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600.0
@@ -308,96 +311,3 @@ def data_parallel(model: nn.Module, replicas: Replicas) -> nn.Module:
     params = inspect.signature(DistributedDataParallel).parameters
     no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
     return DistributedDataParallel(model, device_ids=ids, **no_sync)
-
-
-# --- BatchNorm across replicas ------------------------------------------------------------------------------------
-class _AllReduce(torch.autograd.Function):
-    """A sum over the replicas that autograd differentiates (the gradient is summed over them too)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        y = x.clone()
-        dist.all_reduce(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.clone()
-        dist.all_reduce(grad)
-        return grad
-
-
-class _GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm over the whole global batch on any device (torch's SyncBatchNorm runs on GPUs only): the batch
-    mean and variance are summed over the replicas with an all_reduce that autograd differentiates. Same
-    parameters, buffers and state_dict keys as the BatchNorm it replaces; one replica: plain BatchNorm."""
-
-    def _check_input_dim(self, x: torch.Tensor) -> None:
-        if x.dim() < 2:
-            raise ValueError(f"expected at least 2D input, got {x.dim()}D")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and world_size() > 1):
-            return super().forward(x)
-        dims, c = [0, *range(2, x.dim())], x.shape[1]
-        sums = _AllReduce.apply(torch.cat([x.sum(dims), x.new_tensor([float(x.numel() // c)])]))
-        mean, count = sums[:c] / sums[c], sums[c]
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        centred = x - mean.reshape(shape)
-        var = _AllReduce.apply((centred * centred).sum(dims)) / count
-        if self.track_running_stats and self.running_mean is not None:
-            with torch.no_grad():
-                self.num_batches_tracked += 1
-                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                unbiased = var * (count / (count - 1).clamp(min=1))
-                self.running_mean.lerp_(mean.to(self.running_mean.dtype), m)
-                self.running_var.lerp_(unbiased.to(self.running_var.dtype), m)
-        y = centred * torch.rsqrt(var + self.eps).reshape(shape)
-        if self.affine:
-            y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
-        return y
-
-
-def convert_sync_batchnorm(model: nn.Module, device: torch.device | None = None) -> nn.Module:
-    """Every BatchNorm of ``model`` normalising over the global batch: torch's SyncBatchNorm on CUDA, the
-    equivalent `_GlobalBatchNorm` elsewhere. Returns the model (the root itself may be replaced)."""
-    if device is not None and device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if isinstance(model, nn.modules.batchnorm._BatchNorm) and not isinstance(model, _GlobalBatchNorm):
-        new = _GlobalBatchNorm(model.num_features, model.eps, model.momentum, model.affine, model.track_running_stats)
-        new.load_state_dict(model.state_dict())
-        new.train(model.training)
-        for p, q in zip(new.parameters(), model.parameters(), strict=True):
-            p.requires_grad_(q.requires_grad)
-        return new
-    for name, child in model.named_children():
-        setattr(model, name, convert_sync_batchnorm(child, device))
-    return model
-
-
-def _per_replica_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    kinds = (nn.SyncBatchNorm, _GlobalBatchNorm)
-    return [
-        m
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm)
-        and not isinstance(m, kinds)
-        and m.training
-        and m.running_mean is not None
-    ]
-
-
-@torch.no_grad()
-def average_bn_statistics(model: nn.Module) -> None:
-    """Set the running mean and variance of each per-replica BatchNorm that trained this step to the mean over
-    the replicas (BatchNorms in eval mode and global ones are the same on every replica already)."""
-    if world_size() < 2:
-        return
-    stats = [t for m in _per_replica_norms(model) for t in (m.running_mean, m.running_var)]
-    if not stats:
-        return
-    flat = torch.cat([t.reshape(-1).to(torch.float64) for t in stats])
-    dist.all_reduce(flat)
-    flat /= world_size()
-    for t, v in zip(stats, flat.split([t.numel() for t in stats]), strict=True):
-        t.copy_(v.reshape(t.shape))

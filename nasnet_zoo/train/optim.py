@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .config import TrainConfig
 
 
@@ -27,7 +28,10 @@ class RMSpropTF(torch.optim.Optimizer):
 
     def __init__(self, params: Any, lr: float, decay: float = 0.9, momentum: float = 0.9, eps: float = 1.0) -> None:
         if lr < 0 or not 0 < decay < 1 or not 0 <= momentum < 1 or eps <= 0:
-            raise ValueError(f"RMSpropTF: bad lr={lr}, decay={decay}, momentum={momentum} or eps={eps}")
+            raise ConfigError(
+                f"RMSpropTF: bad lr={lr}, decay={decay}, momentum={momentum} or eps={eps}: lr >= 0, decay in "
+                "(0, 1), momentum in [0, 1) and eps > 0"
+            )
         super().__init__(params, dict(lr=lr, decay=decay, momentum=momentum, eps=eps))
 
     @torch.no_grad()

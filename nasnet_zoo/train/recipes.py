@@ -46,7 +46,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if self.replicas * (self.replica_batch or self.config.batch_size // self.replicas) != self.config.batch_size:
-            raise ValueError(f"recipe {self.name}: {self.replicas} x {self.replica_batch} is not its batch")
+            raise ConfigError(f"recipe {self.name}: {self.replicas} x {self.replica_batch} is not its batch")
 
     @property
     def topology(self) -> str:

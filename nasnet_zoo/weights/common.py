@@ -23,6 +23,7 @@ __all__ = [
     "expected_tensors",
     "file_digest",
     "read_state_dict",
+    "refusal_reason",
     "save_safetensors",
     "tensors_digest",
 ]
@@ -40,13 +41,13 @@ def read_state_dict(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise WeightsError(
-            f"{path} is not a plain state dict: a weights-only load refused it ({_reason(e)}). It is corrupt, or it "
-            "holds Python objects besides tensors, which the zoo never unpickles: save its tensors alone (a state "
-            "dict, or safetensors) where it was made"
+            f"{path} is not a plain state dict: a weights-only load refused it ({refusal_reason(e)}). It is corrupt, "
+            "or it holds Python objects besides tensors, which the zoo never unpickles: save its tensors alone (a "
+            "state dict, or safetensors) where it was made"
         ) from None
     except (SafetensorError, RuntimeError, OSError, EOFError, ValueError) as e:
         raise WeightsError(
-            f"{path} is not a readable weight file ({type(e).__name__}: {_reason(e)}); it may be truncated or "
+            f"{path} is not a readable weight file ({type(e).__name__}: {refusal_reason(e)}); it may be truncated or "
             "corrupt: delete it and download or convert it again"
         ) from None
     for key in ("state_dict", "model"):
@@ -57,8 +58,9 @@ def read_state_dict(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
     return sd
 
 
-def _reason(error: Exception) -> str:
-    """What a reader refused, without torch's advice to unpickle the file unsafely (``weights_only=False``)."""
+def refusal_reason(error: Exception) -> str:
+    """What a reader (``torch.load(weights_only=True)``, safetensors) refused, in one line, without torch's advice
+    to unpickle the file unsafely (``weights_only=False``): for messages about files that cannot be loaded."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     reasons = [line for line in lines if "weights_only" not in line and not line.startswith(("Check the", "Please"))]
     return reasons[-1].rstrip(".") if reasons else type(error).__name__

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch._inductor.config
 
 from nasnet_zoo.complexity import count_mult_adds
 from nasnet_zoo.zoo import create_model

@@ -1,0 +1,48 @@
+"""How a fresh NASNet's weights start: `init_conv` for every conv, `init_head` for every new classifier, and
+`make_head`, the one function that makes a head (the build, a new head on pretrained weights, ``reset_classifier``).
+
+Released weights overwrite all of this; it decides what a model trained from scratch, a fresh model's eval-mode
+outputs and a fine-tuning run's first steps look like. The choices are measured by ``python -m benchmarks.heads``
+(benchmarks/results/heads.md).
+"""
+
+from __future__ import annotations
+
+from timm.layers import create_classifier
+from torch import nn
+
+
+def init_conv(conv: nn.Conv2d) -> None:
+    """A fresh conv's weights: normal with std ``1 / sqrt(fan_in)`` (fan_in = input channels per group x kernel area).
+
+    Every conv is followed by a BatchNorm, so in training mode the scale of a conv's weights changes nothing in
+    the forward pass; in eval mode a fresh model's BNs are the identity (running mean 0, variance 1) and the
+    scale compounds over the depth. At ``1 / sqrt(fan_in)`` each conv keeps the second moment of its input, the
+    ReLU before it halves it and the two-input sums of a cell double it, so a fresh model's eval-mode activations
+    stay O(1) through every cell. TF-slim's ``variance_scaling_initializer(mode="FAN_OUT")`` (std ``sqrt(2 /
+    fan_out)``, as PyTorch's ``kaiming_normal_(mode="fan_out")``) grows them about 1.5-2x per cell: eval logits of
+    1e2-1e5 at init. timm's default (PyTorch's ``kaiming_uniform_(a=sqrt(5))``, std ``1 / sqrt(3 fan_in)``) shrinks
+    them to 1e-3. Released weights overwrite all of this.
+    """
+    nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="linear")
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
+def init_head(fc: nn.Linear) -> None:
+    """A new classifier's weights (the build, a new head for other classes on pretrained weights, and
+    `NASNet.reset_classifier` all go through here): HEAD_INIT_DOC"""
+    nn.init.zeros_(fc.weight)
+    if fc.bias is not None:
+        nn.init.zeros_(fc.bias)
+
+
+def make_head(
+    num_features: int, num_classes: int, pool_type: str = "avg", drop_rate: float = 0.0
+) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """``(global_pool, dropout, classifier)`` as timm's ``create_classifier`` makes them, the classifier
+    initialised by `init_head` (an ``nn.Identity`` when ``num_classes`` is 0)."""
+    pool, drop, fc = create_classifier(num_features, num_classes, pool_type=pool_type, drop_rate=drop_rate)
+    if isinstance(fc, nn.Linear):
+        init_head(fc)
+    return pool, drop, fc

@@ -185,7 +185,7 @@ def transfer_heads(
             torch.manual_seed(s)
             model = nasnet_zoo.create_model(
                 "nasnet_a_cifar", pretrained=True, num_classes=classes,
-                pretrained_cfg_overlay=dict(file=str(weights), num_classes=5), **MODEL,
+                pretrained_cfg_overlay=dict(file=str(weights), num_classes=5, input_size=(1, 8, 8)), **MODEL,
             )  # fmt: skip
             torch.manual_seed(s + 1000)
             init(model.get_classifier())

@@ -7,13 +7,14 @@ one loop (`train.fit`) with the fine-tuning defaults (`finetune.FINETUNE_CONFIG`
 * heads, transfer: a backbone trained for a few epochs on digits 0-4 (saved, then loaded through
   ``create_model(..., pretrained=True, pretrained_cfg_overlay=dict(file=...), num_classes=K)``), with a new head
   started each way for digits 5-9 as 5 classes, and as 2 (even / odd);
-* convs, from scratch: the package's head init and the convs started each way, with the eval-mode logits of the
-  fresh model (BN running statistics at their init, as ``--check-forward``-style tests see them).
+* convs, from scratch: the package's head init and the convs started each way, with the eval-mode pooled features
+  of the fresh model (BN running statistics at their init, as ``--check-forward``-style tests see them), and the
+  same on full zoo rows (`ROWS`), where depth compounds the scale.
 
-For each: the cross-entropy at step 0 (train mode, no label smoothing, over the training set, before any update),
-the largest |logit| then, and the validation accuracy after the epoch; means over ``--seeds`` seeds (the seed
-draws the head, the convs and the batch order). Results go to ``benchmarks/results/heads.{md,json}``; about 2-3
-minutes on one thread.
+For each: the cross-entropy at step 0 (train mode, no label smoothing, over the first `STEP0` training examples,
+before any update), the largest |logit| then, and the validation accuracy after the epoch; means over ``--seeds``
+seeds (the seed draws the head, the convs and the batch order). Results go to
+``benchmarks/results/heads.{md,json}``; about 3 minutes of one core with the default 2 seeds.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import nasnet_zoo
 from nasnet_zoo import data
 from nasnet_zoo.files import atomic_write
 from nasnet_zoo.finetune import FINETUNE_CONFIG
-from nasnet_zoo.init import init_conv
+from nasnet_zoo.init import init_conv, init_head
 from nasnet_zoo.train import fit
 
 RESULTS = Path(__file__).parent / "results"
@@ -75,17 +76,18 @@ def _zeros(m: nn.Module) -> None:
 #: first row (std sqrt(2 / classes)); timm's is PyTorch's nn.Linear default (std 1 / sqrt(3 features)).
 HEADS: dict[str, Callable[[nn.Module], None]] = {
     "kaiming fan_out = TF-slim's FAN_OUT (old default)": _kaiming_fan_out,
-    "timm (nn.Linear default)": lambda m: m.reset_parameters(),
+    "timm (nn.Linear default) = the package's init_head": init_head,
     "zeros": _zeros,
     "normal std 1e-3": _normal(1e-3),
-    "normal std 1e-2": _normal(1e-2),
 }
 #: Conv candidates (the head: the package's).
 CONVS: dict[str, Callable[[nn.Module], None]] = {
     "kaiming fan_out = TF-slim's FAN_OUT (old default)": _kaiming_fan_out,
     "timm (nn.Conv2d default)": lambda m: m.reset_parameters(),
-    "package (init_conv)": init_conv,
+    "1 / sqrt(fan_in) = the package's init_conv": init_conv,
 }
+#: Full zoo rows for the fresh-model eval scale, at small inputs: (row, input size).
+ROWS = (("nasnet_a_cifar", 32), ("nasnet_a_mobile", 96))
 
 
 def _cpu_name() -> str:
@@ -162,6 +164,23 @@ def scratch_convs(train: TensorDataset, val: TensorDataset, seeds: int) -> dict[
     }
 
 
+def fresh_rows() -> dict[str, dict[str, float]]:
+    """Each conv init on full zoo rows (the package's head): eval-mode pooled-feature RMS and max |logit| of a
+    fresh model on two random images."""
+    out = {}
+    for name, init in CONVS.items():
+        row = {}
+        for model, size in ROWS:
+            torch.manual_seed(0)
+            m = _reinit(nasnet_zoo.create_model(model), nn.Conv2d, init, 0).eval()
+            with torch.no_grad():
+                feats = m.forward_head(m.forward_features(torch.randn(2, 3, size, size)), pre_logits=True)
+            row[f"{model}@{size} feature RMS"] = feats.pow(2).mean().sqrt().item()
+            row[f"{model}@{size} max |logit|"] = m.get_classifier()(feats).abs().max().item()
+        out[name] = row
+    return out
+
+
 def pretrain(train: TensorDataset, val: TensorDataset, epochs: int, folder: Path) -> tuple[Path, float]:
     """A backbone trained on digits 0-4 (5 classes), saved as a weight file; and its validation accuracy."""
     model = _build(5, 0)
@@ -210,9 +229,18 @@ def _table(title: str, rows: dict[str, dict[str, float]], convs: bool = False) -
     return [*lines, ""]
 
 
+def _rows_table(rows: dict[str, dict[str, float]]) -> list[str]:
+    columns = [k.replace("|", "\\|") for k in next(iter(rows.values()))]
+    lines = ["### convs, fresh full rows in eval mode (2 random images; the package's head)", ""]
+    lines += ["| init | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3g}" for v in r.values()) + " |")
+    return [*lines, ""]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=2, help="seeds per candidate (2: about 3 minutes on one thread)")
     p.add_argument("--pretrain-epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -229,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
                 train, val, weights, k, args.seeds
             )
     sections["convs, from scratch (10 classes)"] = scratch_convs(train, val, args.seeds)
+    rows = fresh_rows()
     seconds = (datetime.now(timezone.utc) - t0).total_seconds()
     cpu_seconds = time.process_time() - cpu0
     command = " ".join(["python -m benchmarks.heads", *(sys.argv[1:] if argv is None else argv)])
@@ -242,14 +271,14 @@ def main(argv: list[str] | None = None) -> None:
         f"epochs on digits 0-4, {pre_acc:.1f} % validation top-1 there.",
         "",
     ]
-    for title, rows in sections.items():
-        lines += _table(title, rows, convs=title.startswith("convs"))
+    for title, section in sections.items():
+        lines += _table(title, section, convs=title.startswith("convs"))
+    lines += _rows_table(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out / "heads.md", "\n".join(lines))
     record = dict(measured=when, cpu=cpu, threads=args.threads, torch=torch.__version__, command=command,
                   seconds=round(seconds, 1), cpu_seconds=round(cpu_seconds, 1), model=MODEL, seeds=args.seeds,
-                  pretrain_val_acc=pre_acc,
-                  sections=sections)  # fmt: skip
+                  pretrain_val_acc=pre_acc, sections=sections, fresh_rows=rows)  # fmt: skip
     atomic_write(args.out / "heads.json", json.dumps(record, indent=2) + "\n")
     print("\n".join(lines))
 

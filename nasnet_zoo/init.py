@@ -22,7 +22,7 @@ def init_conv(conv: nn.Conv2d) -> None:
     stay O(1) through every cell. TF-slim's ``variance_scaling_initializer(mode="FAN_OUT")`` (std ``sqrt(2 /
     fan_out)``, as PyTorch's ``kaiming_normal_(mode="fan_out")``) grows them about 1.5-2x per cell: eval logits of
     1e2-1e5 at init. timm's default (PyTorch's ``kaiming_uniform_(a=sqrt(5))``, std ``1 / sqrt(3 fan_in)``) shrinks
-    them to 1e-3. Released weights overwrite all of this.
+    them to 1e-1-1e-3. Released weights overwrite all of this.
     """
     nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="linear")
     if conv.bias is not None:
@@ -30,11 +30,20 @@ def init_conv(conv: nn.Conv2d) -> None:
 
 
 def init_head(fc: nn.Linear) -> None:
-    """A new classifier's weights (the build, a new head for other classes on pretrained weights, and
-    `NASNet.reset_classifier` all go through here): HEAD_INIT_DOC"""
-    nn.init.zeros_(fc.weight)
-    if fc.bias is not None:
-        nn.init.zeros_(fc.bias)
+    """A new classifier's weights, however the head is made (the build, a new head for other classes on pretrained
+    weights, `NASNet.reset_classifier`, the aux head): timm's convention, PyTorch's ``nn.Linear`` default, weights
+    and bias uniform in ``±1 / sqrt(features)`` (std ``1 / sqrt(3 features)``, whatever the number of classes).
+
+    TF-slim initialised its logits layer as every other layer, ``variance_scaling_initializer(mode="FAN_OUT")``:
+    std ``sqrt(2 / classes)``, 0.045 for its 1001 classes, but 1.0 for 2, so that a few-class head starts with
+    logits of 10-60 and a cross-entropy of 5-7 (benchmarks/results/heads.md). Measured on the digits (from scratch,
+    and a new head on a pretrained backbone for 5 and for 2 classes), timm's init, zeros and a normal of std 1e-3
+    all start at ``log(classes)`` and reach the same accuracy after one epoch, within the seeds' spread, 1-5 points
+    above the fan-out init. Of those, timm's is what a timm user gets from ``reset_classifier`` on any model, and
+    a fresh model's outputs still depend on its input (a zero head makes every output the same, and a check of
+    a fresh model against an export or another layout compares nothing).
+    """
+    fc.reset_parameters()
 
 
 def make_head(

@@ -92,11 +92,15 @@ class Matmul:
         return dict(n=self.n, dtype=str(self.dtype).removeprefix("torch."))
 
 
+#: bf16 autocast on CPU as well (``python -m benchmarks.run --amp``).
+CPU_AMP = False
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device) -> Iterator[None]:
-    """bf16 autocast on CUDA; fp32 (no autocast) on CPU."""
-    if device.type == "cuda":
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+    """bf16 autocast on CUDA; fp32 (no autocast) on CPU unless `CPU_AMP`."""
+    if device.type == "cuda" or CPU_AMP:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             yield
     else:
         yield
@@ -137,6 +141,8 @@ def _rss_kib(field: str) -> int:
 
 
 def _train_memory_child(spec: dict) -> dict[str, float]:
+    global CPU_AMP
+    CPU_AMP = spec.get("amp", False)
     import timm  # noqa: F401  (imported before the baseline is taken, like the peers' package below)
 
     with contextlib.suppress(ImportError):
@@ -180,7 +186,7 @@ def saved_for_backward(model: nn.Module, x: torch.Tensor, device: torch.device) 
 def peak_train_memory(config: Config, batch: int, device: torch.device, threads: int, steps: int) -> dict[str, float]:
     """MiB that training ``config`` at ``batch`` adds to a fresh process at its peak (``peak_mib``: weights,
     gradients, optimizer state, activations, workspace) and the activations kept for backward (``saved_mib``)."""
-    spec = dict(config=asdict(config), batch=batch, device=str(device), threads=threads, steps=steps)
+    spec = dict(config=asdict(config), batch=batch, device=str(device), threads=threads, steps=steps, amp=CPU_AMP)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.measure", json.dumps(spec)],

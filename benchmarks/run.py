@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch._inductor.config
 
 from nasnet_zoo.complexity import count_mult_adds
 from nasnet_zoo.zoo import create_model
 
+from . import measure
 from .measure import Matmul, autocast, median, peak_train_memory, round_robin, train_step_fn
 from .models import MODELS, Config, eval_configs, train_configs
 
@@ -341,7 +341,7 @@ def machine(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         cpu = torch.cuda.get_device_name(device)
     return dict(
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), cpu=cpu, device=device.type,
-        threads=torch.get_num_threads(), dtype="fp32" if device.type == "cpu" else "bf16 autocast",
+        threads=torch.get_num_threads(), dtype="bf16 autocast" if device.type == "cuda" or measure.CPU_AMP else "fp32",
         torch=torch.__version__, python=platform.python_version(), quick=args.quick, warmup=args.warmup,
         repeats=args.repeats, min_seconds=args.min_seconds,
     )  # fmt: skip
@@ -359,6 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-seconds", type=float, default=None, help="time each group at least this long (20; 2)")
     p.add_argument("--skip", default="", help="comma-separated sections to skip: eval,train,memory,compile,search")
     p.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    g = p.add_argument_group("timm's benchmark.py flags")
+    g.add_argument("--amp", action="store_true", help="bf16 autocast on CPU too (CUDA always runs under it)")
+    g.add_argument("--channels-last", action="store_true", help="no change: channels_last rows are always measured")
+    g.add_argument(
+        "--torchcompile", nargs="?", const="inductor", metavar="BACKEND",
+        help="measure the torch.compile rows even with --quick (only inductor is measured)",
+    )  # fmt: skip
+    g.add_argument("--results-file", type=Path, metavar="FILE", help="also write the results JSON to FILE")
     return p
 
 
@@ -375,7 +383,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.repeats = args.repeats if args.repeats is not None else (2 if args.quick else 7)
     args.min_seconds = args.min_seconds if args.min_seconds is not None else (2.0 if args.quick else 20.0)
     args.eval_batches = (1, 8)
-    args.no_compile = args.quick or "compile" in skip
+    if args.torchcompile not in (None, "inductor"):
+        raise SystemExit(f"--torchcompile: only inductor is measured, got {args.torchcompile!r}")
+    if args.torchcompile and "compile" in skip:
+        raise SystemExit("--torchcompile and --skip compile exclude each other")
+    args.no_compile = (args.quick and not args.torchcompile) or "compile" in skip
+    measure.CPU_AMP = args.amp
     args.no_memory = "memory" in skip
     args.peers = peers_available()
     if not args.peers:
@@ -403,9 +416,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{device.type}.md").write_text(md)
     (out / f"{device.type}.json").write_text(json.dumps(results, indent=1) + "\n")
+    if args.results_file is not None:
+        args.results_file.parent.mkdir(parents=True, exist_ok=True)
+        args.results_file.write_text(json.dumps(results, indent=1) + "\n")
     print("\n" + md)
     print(f"wrote {out / device.type}.md and .json")
-    if device.type == "cpu" and not args.quick and args.out is None and not skip and update_readme(md):
+    plain = not (args.quick or args.out or skip or args.amp or args.torchcompile)
+    if device.type == "cpu" and plain and update_readme(md):
         print("updated the benchmark table in README.md")
     return 0
 

@@ -10,8 +10,8 @@ The model is exported in eval mode on the CPU with a dynamic batch dimension (sp
 written under a temporary name, loaded back (ONNX with onnxruntime, the ExportedProgram with
 `torch.export.load`) and run on seeded random inputs of ``batch_size`` and of 1 image; only when the outputs
 match the eager model's, ``max |exported - eager| <= atol + rtol * max |eager|``, is it renamed to ``out``. The
-relative term is for models whose logits are large (a randomly initialised NASNet's reach 1e4, and float32
-rounding of its activations with them); a trained model's logits are small, and atol governs.
+relative term is for models whose logits are large (1e3 and more, and float32 rounding of the activations
+with them); a trained model's logits are small, and atol governs.
 ONNX needs the ``export`` extra (onnx, onnxscript, onnxruntime).
 """
 

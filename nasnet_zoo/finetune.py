@@ -232,6 +232,7 @@ def finetune(
     num_workers: int = 0,
     progress: bool = False,
     quiet: bool = False,
+    compile_backend: str | None = None,
     **model_kwargs: Any,
 ) -> FinetuneResult:
     """Fine-tune ``name`` (see `zoo.load_model`; random initialisation only with ``pretrained=False``) on ``data``
@@ -248,6 +249,7 @@ def finetune(
         resume, overwrite: continue the run in ``out_dir`` from its last checkpoint, or replace the earlier run
             there (its checkpoint, metrics, best weights and export); a folder with outputs needs one of them.
         progress, quiet: `train.fit`'s (a step bar; no epoch lines).
+        compile_backend: torch.compile the model's forward in place with this backend (its state dict is unchanged).
         model_kwargs: more `create_model` arguments (``num_cells``, ``filters``, ``in_chans``, ``genotype``, ...).
 
     Raises `TrainingError` when training diverges; nothing non-finite is exported.
@@ -268,6 +270,8 @@ def finetune(
             name, pretrained=pretrained, weights=weights, cache_dir=cache_dir, num_classes=len(classes),
             **model_kwargs,
         )  # fmt: skip
+        if compile_backend:
+            model.compile(backend=compile_backend)
         cfg = dict(model.pretrained_cfg)
         size = img_size or int(cfg["input_size"][-1])
         train, val, _ = finetune_data(data, cfg, size, model.in_chans, eval_style, val_fraction, split_seed)

@@ -26,7 +26,6 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from timm.layers import create_classifier
 from timm.models._features import feature_take_indices
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -34,6 +33,7 @@ from torch.utils.checkpoint import checkpoint
 from .cell import Cell
 from .errors import ConfigError
 from .genotype import NASNET_A, Genotype
+from .init import init_conv, init_head, make_head
 from .ops import ConvBN, SameConv2d
 from .sizing import memory_bound, refuse_oversized
 
@@ -237,20 +237,21 @@ class NASNet(nn.Module):
             i = self.layer_names.index(info["module"]) if info["module"] in self.layer_names else -1
             info["module"] = f"{plan[i + 1].name}.pre0.act" if i + 1 < len(plan) else "final_act"
         self.num_features = self.head_hidden_size = chans[-1]
-        self.global_pool, self.head_drop, self.classifier = create_classifier(
-            self.num_features, num_classes, pool_type=global_pool, drop_rate=self.drop_rate
+        self.global_pool, self.head_drop, self.classifier = make_head(
+            self.num_features, num_classes, global_pool, self.drop_rate
         )
         self.register_buffer("drop_path_progress", torch.zeros(()), persistent=False)
         self._init_weights()
         self.channels_last = channels_last
 
-    # --- initialisation: TF-slim's variance_scaling(FAN_OUT) for convs and the classifier --------------------
+    # --- initialisation: see `init_conv` and `init_head` ------------------------------------------------------
     def _init_weights(self) -> None:
         for m in self.modules():
-            if isinstance(m, nn.Conv2d | nn.Linear):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+            if isinstance(m, nn.Conv2d):
+                init_conv(m)
+        for m in (self.classifier, self.aux_head.fc if self.aux_head is not None else None):
+            if isinstance(m, nn.Linear):
+                init_head(m)
 
     # --- ScheduledDropPath ----------------------------------------------------------------------------------
     def set_drop_path_progress(self, progress: float) -> None:
@@ -358,10 +359,10 @@ class NASNet(nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         self.num_classes = num_classes
         pool_type = self.global_pool.pool_type if global_pool is None else global_pool
-        device = next(self.parameters()).device
-        self.global_pool, self.classifier = create_classifier(self.num_features, num_classes, pool_type=pool_type)
-        self.global_pool.to(device)
-        self.classifier.to(device)
+        p = next(self.parameters())
+        self.global_pool, _, self.classifier = make_head(self.num_features, num_classes, pool_type)
+        self.global_pool.to(p.device)
+        self.classifier.to(p.device, p.dtype)
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:

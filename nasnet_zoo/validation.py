@@ -69,10 +69,12 @@ def validate(
     device: str | torch.device | None = None,
     num_workers: int = 0,
     progress: bool = False,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Top-1 / top-5 accuracy (percent) and mean cross-entropy of ``model`` on the image folder ``root`` (an
     ImageNet-val-style folder of synset folders, or any ``root/CLASS/IMAGE`` folder with a class map), with the
-    model's own evaluation preprocessing in the TF release's style (``"tf"``) or timm's (``"timm"``)."""
+    model's own evaluation preprocessing in the TF release's style (``"tf"``) or timm's (``"timm"``).
+    ``precision`` is `train.evaluate`'s ("auto": bf16 autocast on CUDA, fp32 on CPU; "bf16"; "fp32")."""
     root = Path(root)
     if model.in_chans != 3:
         raise DataError(f"image folders are RGB and the model takes {model.in_chans} channels")
@@ -80,12 +82,15 @@ def validate(
     transform = datasets.eval_transform(model, style, img_size, crop_pct)
     ds = datasets.image_folder(root, transform, class_map=names)
     t0 = time.perf_counter()
-    m = evaluate(model, ds, batch_size=batch_size, device=device, num_workers=num_workers, progress=progress)
+    m = evaluate(
+        model, ds, batch_size=batch_size, device=device, precision=precision, num_workers=num_workers,
+        progress=progress,
+    )  # fmt: skip
     seconds = time.perf_counter() - t0
     size = img_size or int(model.pretrained_cfg["input_size"][-1])
     pct, interpolation = datasets.eval_crop(model.pretrained_cfg, style, crop_pct)
     return dict(
         data=str(root), images=m["n"], classes=len(set(ds.targets)), top1=100 * m["acc1"], top5=100 * m["acc5"],
-        loss=m["loss"], style=style, input_size=size, crop_pct=pct, interpolation=interpolation,
+        loss=m["loss"], style=style, input_size=size, crop_pct=pct, interpolation=interpolation, precision=precision,
         seconds=round(seconds, 2), images_per_s=round(m["n"] / seconds, 1),
     )  # fmt: skip

@@ -133,3 +133,130 @@ def test_a_cuda_device_on_a_machine_without_one_is_a_usage_error(monkeypatch, ca
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert cli.main(["finetune", "nasnet_cifar", "digits", "--device", "cuda:0"]) == 2
     assert "argument --device: cuda:0: this machine has no CUDA device torch can use" in capsys.readouterr().err
+
+
+# --- timm's script flags ---------------------------------------------------------------------------------------
+class _Ran:
+    """Stands in for a run: records what a command passed on, returns a summary."""
+
+    def __init__(self) -> None:
+        self.kwargs: dict = {}
+
+    def summary(self) -> dict:
+        return {"best_val_acc": 0.5}
+
+
+def test_finetune_and_train_take_timms_flags(monkeypatch, tmp_path, capsys) -> None:
+    import json
+
+    import nasnet_zoo.finetune
+    import nasnet_zoo.train
+
+    ran = _Ran()
+
+    def finetune(name, data, out, **kwargs):
+        ran.kwargs = kwargs
+        return ran
+
+    monkeypatch.setattr(nasnet_zoo.finetune, "finetune", finetune)
+    results = tmp_path / "out" / "ft.json"
+    argv = ["finetune", "nasnet_cifar", "digits", "--amp", "--channels-last", "--torchcompile", "--results-file"]
+    argv += [str(results), "-b", "8", "--smoothing", "0.2", "--model-ema-decay", "0.99", "-j", "0"]
+    assert cli.main(argv) == 0
+    config = ran.kwargs["config"]
+    assert (config.precision, config.channels_last, config.batch_size) == ("bf16", True, 8)
+    assert (config.label_smoothing, config.ema_decay, ran.kwargs["num_workers"]) == (0.2, 0.99, 0)
+    assert ran.kwargs["compile_backend"] == "inductor"
+    assert json.loads(results.read_text()) == json.loads(capsys.readouterr().out) == ran.summary()
+    assert cli.main(argv[:3]) == 0  # without them: the defaults
+    assert (ran.kwargs["config"].precision, ran.kwargs["config"].channels_last) == ("auto", False)
+    assert ran.kwargs["compile_backend"] is None
+
+    class Fit:
+        history, steps, seconds, final_val_acc, best_val_acc, best_epoch = [{}], 3, 1.0, 0.1, 0.2, 1
+
+    def run_recipe(name, data_dir, **kwargs):
+        ran.kwargs = kwargs
+        return Fit()
+
+    monkeypatch.setattr(nasnet_zoo.train, "run_recipe", run_recipe)
+    argv = ["train", "cifar10", "--data-dir", "d", "--amp", "--torchcompile", "eager", "--results-file", str(results)]
+    assert cli.main(argv) == 0
+    assert ran.kwargs["config_changes"] == {"precision": "bf16"} and ran.kwargs["compile_backend"] == "eager"
+    assert json.loads(results.read_text())["steps"] == 3
+
+
+def test_run_recipe_applies_the_config_changes(monkeypatch, tmp_path) -> None:
+    import torch
+
+    import nasnet_zoo.train.recipes as recipes
+    from nasnet_zoo.data import digits
+
+    seen = {}
+
+    def fit(net, train, val, config, out, **kwargs):
+        seen.update(config=config, compiled=getattr(net, "compiled_with", None))
+        return "fitted"
+
+    train, val = digits(size=32, channels=3)
+    monkeypatch.setattr(recipes, "fit", fit)
+    monkeypatch.setattr(recipes, "_recipe_data", lambda recipe, data_dir, cfg, download: (train, val, 10))
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, backend: setattr(self, "compiled_with", backend))
+    got = recipes.run_recipe(
+        "cifar10", tmp_path, config_changes=dict(precision="bf16", channels_last=True), compile_backend="eager",
+        num_cells=3, filters=8,
+    )  # fmt: skip
+    assert got == "fitted" and seen["compiled"] == "eager"
+    assert (seen["config"].precision, seen["config"].channels_last) == ("bf16", True)
+    assert seen["config"].lr == recipes.RECIPES["cifar10"].config.lr  # the rest is the recipe's
+
+
+def test_validate_and_predict_take_timms_flags(monkeypatch, tmp_path, capsys) -> None:
+    import json
+
+    import torch
+
+    from nasnet_zoo import create_model
+    from nasnet_zoo.finetune import save_finetuned
+    from tests.helpers import write_image_folder
+
+    torch.manual_seed(0)
+    classes = tuple("abcdefghij")
+    write_image_folder(tmp_path / "val", classes, per_class=1)
+    save_finetuned(create_model("nasnet_cifar", num_cells=3, filters=8), tmp_path / "model", classes=list(classes))
+    compiled = []
+
+    def compile_(self, backend=None, **kwargs):  # record instead of compiling (minutes on a CPU)
+        compiled.append((backend, self.stem.conv.weight.is_contiguous(memory_format=torch.channels_last)))
+
+    monkeypatch.setattr(torch.nn.Module, "compile", compile_)
+    results = tmp_path / "val.json"
+    argv = ["validate", str(tmp_path / "model"), str(tmp_path / "val"), "-j", "0", "-b", "4"]
+    assert cli.main([*argv, "--amp", "--channels-last", "--torchcompile", "eager", "--results-file", str(results)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert json.loads(results.read_text()) == printed
+    assert printed["precision"] == "bf16" and printed["images"] == 10 and compiled == [("eager", True)]
+    assert cli.main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["precision"] == "auto" and len(compiled) == 1
+
+    image = tmp_path / "val" / "a" / "0.png"
+    argv = ["predict", f"local-dir:{tmp_path / 'model'}", str(image), "--json", "--top", "3"]
+    assert cli.main(argv) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert cli.main([*argv, "--amp", "--channels-last", "--torchcompile", "--results-file", str(results)]) == 0
+    amp = json.loads(capsys.readouterr().out)
+    assert json.loads(results.read_text()) == amp and compiled[-1] == ("inductor", True)
+    assert [t["index"] for t in amp[0]["top"]] == [t["index"] for t in plain[0]["top"]]
+    assert amp[0]["top"][0]["probability"] != plain[0]["top"][0]["probability"]  # bf16 arithmetic, not fp32
+
+
+def test_bench_takes_timms_flags(tmp_path) -> None:
+    from benchmarks.run import build_parser
+    from benchmarks.run import main as bench
+
+    args = build_parser().parse_args(["--amp", "--channels-last", "--torchcompile", "--results-file", "r.json"])
+    assert args.amp and args.channels_last and args.torchcompile == "inductor" and str(args.results_file) == "r.json"
+    with pytest.raises(SystemExit, match="only inductor is measured"):
+        bench(["--torchcompile", "eager"])
+    with pytest.raises(SystemExit, match="exclude each other"):
+        bench(["--torchcompile", "--skip", "compile"])

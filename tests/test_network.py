@@ -162,3 +162,52 @@ def test_layouts_that_cannot_be_built_are_config_errors() -> None:
         model(torch.randn(2, 3, 64, 64))
     with pytest.raises(ConfigError, match="only NCHW output"):
         model.forward_intermediates(torch.randn(1, 3, 32, 32), output_fmt="NHWC")
+
+
+@pytest.mark.parametrize("name, size", [("nasnet_a_cifar", 32), ("nasnet_a_mobile", 96)])
+def test_a_fresh_models_eval_outputs_are_of_order_one(name, size):
+    """With random weights and BN at its initial statistics (the identity in eval mode), the features the head
+    reads and the logits stay O(1): TF-slim's fan-out init gave 1e3-1e5 here, which no absolute tolerance of a
+    fresh-model check (timm's --check-forward) survives."""
+    torch.manual_seed(0)
+    m = nasnet_zoo.create_model(name).eval()
+    with torch.no_grad():
+        feats = m.forward_head(m.forward_features(torch.randn(2, 3, size, size)), pre_logits=True)
+        logits = m.forward_head(m.forward_features(torch.randn(2, 3, size, size)))
+    assert 1e-3 < feats.pow(2).mean().sqrt() < 3 and feats.abs().max() < 10
+    assert logits.abs().max() < 10 and logits.std() > 0
+
+
+def test_every_new_head_starts_the_same_way_and_small(tmp_path):
+    """The build, a new head on pretrained weights (``num_classes`` differs from the file's) and
+    ``reset_classifier`` all start the classifier with `init_head`: the same distribution, and train-mode logits
+    of a few classes small at step 0 (the fan-out init, std sqrt(2 / classes), gave logits of 10-60)."""
+    from safetensors.torch import save_file
+
+    from nasnet_zoo.init import init_head
+
+    small = dict(num_cells=3, filters=8)
+    torch.manual_seed(0)
+    five = nasnet_zoo.create_model("nasnet_cifar", num_classes=5, **small)
+    save_file(five.state_dict(), tmp_path / "five.safetensors")
+    torch.manual_seed(1)
+    built = nasnet_zoo.create_model("nasnet_cifar", num_classes=2, **small)
+    torch.manual_seed(2)
+    overlay = dict(file=str(tmp_path / "five.safetensors"))
+    loaded = nasnet_zoo.create_model(
+        "nasnet_cifar", pretrained=True, num_classes=2, pretrained_cfg_overlay=overlay, **small
+    )
+    torch.manual_seed(3)
+    reset = nasnet_zoo.create_model("nasnet_cifar", num_classes=5, **small)
+    reset.reset_classifier(2)
+    reference = torch.nn.Linear(built.num_features, 2)
+    torch.manual_seed(4)
+    init_head(reference)
+    expected = reference.weight.std()
+    x = torch.randn(16, 3, 32, 32)
+    for m in (built, loaded, reset):
+        w = m.get_classifier().weight
+        assert w.shape == (2, 192) and torch.isclose(w.std(), expected, rtol=0.25)
+        m.train()
+        with torch.no_grad():
+            assert m(x).abs().max() < 3

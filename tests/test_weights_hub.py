@@ -387,6 +387,26 @@ def test_a_files_own_classes_decide_its_head(tmp_path, caplog):
         )
 
 
+def test_a_headless_file_gets_a_new_head_and_an_overlay_count_it_lacks_is_explained(tmp_path):
+    """A file without a classifier (a feature extractor) loads under any ``num_classes`` with a new head; an
+    overlay that says it has classes fails in one line saying what to change, not with torch's shape error."""
+    small = dict(num_cells=3, filters=8)
+    torch.manual_seed(5)
+    headless = nasnet_zoo.create_model("nasnet_cifar", num_classes=0, **small)
+    save_file(headless.state_dict(), tmp_path / "features.safetensors")
+    overlay = dict(file=str(tmp_path / "features.safetensors"))
+    three = timm.create_model("nasnet_cifar", pretrained=True, num_classes=3, pretrained_cfg_overlay=overlay, **small)
+    assert three.classifier.weight.shape == (3, 192)
+    _equal_state(three, headless.state_dict(), skip=("classifier",))
+    with pytest.raises(WeightsError) as e:
+        timm.create_model(
+            "nasnet_cifar", pretrained=True, num_classes=3, pretrained_cfg_overlay={**overlay, "num_classes": 3},
+            **small,
+        )  # fmt: skip
+    assert "the file has no classifier and its pretrained cfg says 3 classes: set num_classes=0" in str(e.value)
+    assert len(str(e.value).splitlines()) <= 2
+
+
 # --- the CLI: predict, list, info --------------------------------------------------------------------------------
 def test_cli_predict_uses_the_models_own_preprocessing(keras_tag, mobile_cache, tmp_path, capsys):
     img = tmp_path / "gradient.png"

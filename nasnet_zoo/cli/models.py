@@ -7,7 +7,19 @@ import json
 from pathlib import Path
 
 from ..table import format_table
-from .options import ARCHITECTURE, CACHE, DEVICE, WEIGHTS, WORKERS, Command, count, model_kwargs
+from .options import (
+    ARCHITECTURE,
+    CACHE,
+    DEVICE,
+    TIMM_FLAGS,
+    WEIGHTS,
+    WORKERS,
+    Command,
+    compile_in_place,
+    count,
+    model_kwargs,
+    write_results,
+)  # fmt: skip
 
 
 # --- list --------------------------------------------------------------------------------------------------------
@@ -60,7 +72,11 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
 def predict(args: argparse.Namespace) -> None:
     from ..predict import predict as classify
 
-    results = classify(args.model, args.images, top=args.top, cache_dir=args.cache_dir)
+    results = classify(
+        args.model, args.images, top=args.top, cache_dir=args.cache_dir, amp=args.amp,
+        channels_last=args.channels_last, compile_backend=args.torchcompile,
+    )  # fmt: skip
+    write_results(args, results)
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -100,10 +116,12 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style", choices=["tf", "timm"], default="tf", help="tf: crop 0.875 bilinear; timm: 0.911 bicubic")
     p.add_argument("--img-size", type=count, help="input size (default: the model's)")
     p.add_argument("--crop-pct", type=float, help="override the style's central crop fraction")
-    p.add_argument("--batch-size", type=count, default=64)
+    p.add_argument("-b", "--batch-size", type=count, default=64)
 
 
 def validate(args: argparse.Namespace) -> None:
+    import torch
+
     from ..validation import validate as top_k_accuracy
     from ..zoo import load_model
 
@@ -111,12 +129,17 @@ def validate(args: argparse.Namespace) -> None:
         args.model, pretrained=not args.no_pretrained, weights=args.weights, cache_dir=args.cache_dir,
         **model_kwargs(args),
     )  # fmt: skip
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    compile_in_place(model, args)
     result = top_k_accuracy(
         model, args.data_dir, class_map=args.class_map, style=args.style, img_size=args.img_size,
         crop_pct=args.crop_pct, batch_size=args.batch_size, device=args.device, num_workers=args.workers,
-        progress=True,
+        progress=True, precision="bf16" if args.amp else "auto",
     )  # fmt: skip
-    print(json.dumps(dict(model=args.model, weights=source, **result), indent=2))
+    summary = dict(model=args.model, weights=source, **result)
+    print(json.dumps(summary, indent=2))
+    write_results(args, summary)
 
 
 # --- export ------------------------------------------------------------------------------------------------------
@@ -150,11 +173,11 @@ COMMANDS = [
     Command("info", "one model: measured params and mult-adds beside the paper's, genotype, weights", info,
             _info_arguments, (CACHE,)),
     Command("predict", "classify images with pretrained weights and their own preprocessing", predict,
-            _predict_arguments, (CACHE,)),
+            _predict_arguments, (CACHE, TIMM_FLAGS)),
     Command("convert", "convert another implementation's weights to a zoo safetensors file", convert,
             _convert_arguments),
     Command("validate", "top-1 / top-5 on an image folder (ImageNet val layout or a class map), as JSON", validate,
-            _validate_arguments, (*_MODEL, DEVICE, WORKERS)),
+            _validate_arguments, (*_MODEL, DEVICE, WORKERS, TIMM_FLAGS)),
     Command("export", "export to ONNX or a torch.export program, checked against the eager model", export,
             _export_arguments, _MODEL),
 ]  # fmt: skip

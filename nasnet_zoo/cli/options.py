@@ -122,6 +122,7 @@ DEVICE = _parent(
 def _workers(p: argparse.ArgumentParser) -> None:
     default = min(4, os.cpu_count() or 1)
     p.add_argument(
+        "-j",
         "--workers",
         type=loader_workers,
         default=default,
@@ -156,3 +157,34 @@ def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """`create_model` arguments from the architecture and weights options that were given."""
     names = ("genotype", "num_cells", "filters", "in_chans")
     return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+
+
+# --- timm's script flags, where the zoo's commands do the same job ---------------------------------------------
+def _timm_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("timm's flags", "named as in timm's validate.py, train.py, benchmark.py, inference.py")
+    g.add_argument("--amp", action="store_true", help="bf16 autocast, on CPU too (timm's float16 is not offered)")
+    g.add_argument("--channels-last", action="store_true", help="channels_last weights too (activations already are)")
+    g.add_argument(
+        "--torchcompile", nargs="?", const="inductor", metavar="BACKEND",
+        help="torch.compile the model (in place) with BACKEND (default inductor)",
+    )  # fmt: skip
+    g.add_argument("--results-file", type=Path, metavar="FILE", help="also write the printed JSON result to FILE")
+
+
+TIMM_FLAGS = _parent(_timm_flags)
+
+
+def compile_in_place(model: Any, args: argparse.Namespace) -> None:
+    """``--torchcompile BACKEND``: compile ``model``'s forward in place (its state dict keeps its names)."""
+    if getattr(args, "torchcompile", None):
+        model.compile(backend=args.torchcompile)
+
+
+def write_results(args: argparse.Namespace, result: Any) -> None:
+    """``--results-file FILE``: the JSON the command prints, written to FILE as well (atomically)."""
+    import json
+
+    from ..files import atomic_write
+
+    if getattr(args, "results_file", None) is not None:
+        atomic_write(args.results_file, json.dumps(result, indent=2, default=str) + "\n")

@@ -7,7 +7,20 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .options import ARCHITECTURE, CACHE, DEVICE, WEIGHTS, WORKERS, Command, count, fraction, model_kwargs, seed
+from .options import (
+    ARCHITECTURE,
+    CACHE,
+    DEVICE,
+    TIMM_FLAGS,
+    WEIGHTS,
+    WORKERS,
+    Command,
+    count,
+    fraction,
+    model_kwargs,
+    seed,
+    write_results,
+)  # fmt: skip
 
 
 def _run_folder_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,6 +56,11 @@ def _as_replicas(args: argparse.Namespace) -> bool:
     return True
 
 
+def _timm_settings(args: argparse.Namespace) -> dict[str, object]:
+    """`TrainConfig` changes of timm's ``--amp`` (bf16 autocast, on CPU too) and ``--channels-last``."""
+    return dict(precision="bf16" if args.amp else None, channels_last=True if args.channels_last else None)
+
+
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     from ..train import RECIPES
 
@@ -52,7 +70,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--model", help="zoo model to train (default: the recipe's), e.g. nasnet_cifar with --genotype")
     p.add_argument("--epochs", type=count, help="train for E epochs instead of the recipe's")
-    p.add_argument("--batch-size", type=count, help="rescale the recipe to this batch (lr linear, EMA horizon kept)")
+    p.add_argument(
+        "-b", "--batch-size", type=count, help="rescale the recipe to this batch (lr linear, EMA horizon kept)"
+    )
     p.add_argument("--out", type=Path, help="run folder: checkpoints, metrics.jsonl, curves.png (runs/train-RECIPE)")
     _run_folder_arguments(p)
     p.add_argument("--download", action="store_true", help="cifar10: download the dataset if absent (online)")
@@ -68,12 +88,14 @@ def train(args: argparse.Namespace) -> None:
     result = run_recipe(
         args.recipe, args.data_dir, model=args.model, epochs=args.epochs, batch_size=args.batch_size, out_dir=out,
         resume=args.resume, overwrite=args.overwrite, download=args.download, device=args.device,
-        num_workers=args.workers, progress=True, quiet=args.quiet, **model_kwargs(args),
+        num_workers=args.workers, progress=True, quiet=args.quiet, compile_backend=args.torchcompile,
+        config_changes={k: v for k, v in _timm_settings(args).items() if v is not None}, **model_kwargs(args),
     )  # fmt: skip
     summary = dict(out=str(out), epochs=len(result.history), steps=result.steps, seconds=round(result.seconds, 1))
     summary.update(final_val_acc=result.final_val_acc, best_val_acc=result.best_val_acc, best_epoch=result.best_epoch)
     if distributed.is_main():
         print(json.dumps(summary, indent=2))
+        write_results(args, summary)
 
 
 def _finetune_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,11 +109,13 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=count, help="stop after N epochs without a better validation accuracy")
     g = p.add_argument_group("training (default: 10 epochs of SGD, momentum 0.9, cosine lr 0.05, batch 32)")
     g.add_argument("--epochs", type=count)
-    g.add_argument("--batch-size", type=count)
+    g.add_argument("-b", "--batch-size", type=count)
     g.add_argument("--lr", type=float, help="peak learning rate")
     g.add_argument("--weight-decay", type=float, help="L2 on conv/FC weights (default 5e-4)")
-    g.add_argument("--label-smoothing", type=float, help="default 0.1")
-    g.add_argument("--ema-decay", type=float, help="score and export an EMA of the weights (e.g. 0.999)")
+    g.add_argument("--label-smoothing", "--smoothing", type=float, help="default 0.1")
+    g.add_argument(
+        "--ema-decay", "--model-ema-decay", type=float, help="score and export an EMA of the weights (e.g. 0.999)"
+    )
     g.add_argument("--drop-path", type=fraction, help="maximum drop-path probability (default: the model's)")
     g.add_argument("--seed", type=seed, help="training seed (default 0)")
     g = p.add_argument_group("data")
@@ -112,6 +136,7 @@ def finetune(args: argparse.Namespace) -> None:
 
     settings = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay)
     settings.update(label_smoothing=args.label_smoothing, ema_decay=args.ema_decay, seed=args.seed)
+    settings.update(_timm_settings(args))
     config = dataclasses.replace(FINETUNE_CONFIG, **{k: v for k, v in settings.items() if v is not None})
     kwargs = model_kwargs(args)
     if args.drop_path is not None:
@@ -122,15 +147,16 @@ def finetune(args: argparse.Namespace) -> None:
         cache_dir=args.cache_dir, freeze_backbone=args.freeze_backbone, backbone_lr_scale=args.backbone_lr_scale,
         patience=args.patience, img_size=args.img_size, eval_style=args.eval_style, val_fraction=args.val_fraction,
         split_seed=args.split_seed, resume=args.resume, overwrite=args.overwrite, device=args.device,
-        num_workers=args.workers, progress=True, quiet=args.quiet, **kwargs,
+        num_workers=args.workers, progress=True, quiet=args.quiet, compile_backend=args.torchcompile, **kwargs,
     )  # fmt: skip
     if distributed.is_main():
         print(json.dumps(result.summary(), indent=2))
+        write_results(args, result.summary())
 
 
 COMMANDS = [
     Command("train", "train with one of the paper's recipes (cifar10, imagenet-mobile, imagenet-large)", train,
-            _train_arguments, (ARCHITECTURE, DEVICE, WORKERS, NPROC)),
+            _train_arguments, (ARCHITECTURE, DEVICE, WORKERS, NPROC, TIMM_FLAGS)),
     Command("finetune", "fine-tune a model on digits or an image folder; export the best epoch", finetune,
-            _finetune_arguments, (WEIGHTS, ARCHITECTURE, CACHE, DEVICE, WORKERS, NPROC)),
+            _finetune_arguments, (WEIGHTS, ARCHITECTURE, CACHE, DEVICE, WORKERS, NPROC, TIMM_FLAGS)),
 ]  # fmt: skip

@@ -147,13 +147,16 @@ def run_recipe(
     num_workers: int = 0,
     progress: bool = False,
     quiet: bool = False,
+    config_changes: dict[str, Any] | None = None,
+    compile_backend: str | None = None,
     **model_kwargs: Any,
 ) -> FitResult:
     """Run a named recipe end to end: build the model (aux head, the recipe's dropout and drop path), load the
     data, `fit`. ``batch_size`` (the global batch) rescales the recipe with `TrainConfig.scaled`; ``model_kwargs``
     go to `create_model` (e.g. ``genotype=``, ``num_cells=``, ``filters=``, ``img_size=``); ``resume``,
     ``overwrite``, ``progress`` and ``quiet`` are `fit`'s. Under torchrun the global batch is shared by the
-    replicas (see the module docstring)."""
+    replicas (see the module docstring). ``config_changes`` are `TrainConfig` fields to change (``precision``,
+    ``channels_last``, ...); ``compile_backend`` torch.compiles the model's forward in place."""
     from timm.models import get_pretrained_cfg
 
     from ..zoo import create_model
@@ -163,6 +166,7 @@ def run_recipe(
     recipe = RECIPES[name]
     config = recipe.config if batch_size is None else recipe.config.scaled(batch_size)
     config = config if epochs is None else dataclasses.replace(config, epochs=epochs)
+    config = dataclasses.replace(config, **(config_changes or {}))
     _check_topology(recipe, config, distributed.setup(device))
     out = Path(out_dir) if out_dir is not None else None
     with claim(out, resume=resume, overwrite=overwrite):  # before the data load, which can take long
@@ -182,6 +186,8 @@ def run_recipe(
             drop_rate=1 - recipe.dropout_keep,
             **{"num_classes": num_classes, **model_kwargs},
         )
+        if compile_backend:
+            net.compile(backend=compile_backend)
         return fit(
             net, train, val, config, out, resume=resume, device=device, num_workers=num_workers,
             progress=progress, quiet=quiet,

@@ -164,6 +164,12 @@ def filter_state_dict(
     if stem is not None and file_stem is not None and file_stem.shape == stem.shape:
         in_chans = stem.shape[1]
     head = state_dict.get("classifier.weight")
+    if head is None and n and "classifier.bias" not in state_dict:
+        raise WeightsError(
+            f"{what}: the file has no classifier and its pretrained cfg says {n} classes: set num_classes=0 in "
+            "pretrained_cfg_overlay, or leave it out (a file's own count is taken); the model's num_classes then "
+            "gets a new head"
+        )
     if head is not None and head.shape[0] != n:
         raise WeightsError(
             f"{what}: the file classifies {head.shape[0]} classes and its pretrained cfg says {n}: set num_classes="

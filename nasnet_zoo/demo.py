@@ -73,10 +73,11 @@ def run_demo(seed: int = 0, budget: int = 24, workers: int = 2, final_epochs: in
 
     task = PRESETS["cpu-digits"].task
     out = Path(tempfile.mkdtemp(prefix="nasnet-zoo-demo-"))
+    n_train, n_val = len(task.split("train")), len(task.split("validation"))
     print(
         f"\nA short cell search: the paper's controller (LSTM, PPO) proposes {budget} children; each is the CIFAR "
-        f"layout with N = {task.num_cells // 3}, F = {task.filters}, trained {task.epochs} epochs on 1,347 digits "
-        f"by {workers} worker processes and rewarded with its accuracy on 450 held-out digits.\n"
+        f"layout with N = {task.num_cells // 3}, F = {task.filters}, trained {task.epochs} epochs on {n_train:,} "
+        f"digits by {workers} worker processes and rewarded with its accuracy on {n_val} held-out digits.\n"
     )
     result = run_search(
         SearchConfig(preset="cpu-digits", algo="ppo", seed=seed, budget=budget, workers=workers, out=out),
@@ -109,7 +110,7 @@ def run_demo(seed: int = 0, budget: int = 24, workers: int = 2, final_epochs: in
     headers = ["cell", "params", f"search reward ({task.epochs} ep)", f"accuracy ({final_epochs} ep)", "seconds"]
     print(format_table(rows, headers))
     print(
-        "\nAccuracies are on the 450 held-out digits the search rewarded, which favours the searched cell; with "
+        f"\nAccuracies are on the {n_val} held-out digits the search rewarded, which favours the searched cell; with "
         f"{budget} children the controller has made {budget // PRESETS['cpu-digits'].policy.batch_size} policy "
         "update(s), and cpu-digits is a smoke preset whose reward barely tells cells apart: this shows the "
         "machinery, not the paper's result.\n" + SEARCH_CAVEAT

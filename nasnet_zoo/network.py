@@ -93,6 +93,35 @@ class _Layer:
     prev: int  # offset into the list of outputs (-2: the output before the input, -3: one further back)
 
 
+def _stem(config: MacroConfig, in_chans: int, norm: Any) -> ConvBN:
+    """ImageNet: a 3x3 stride-2 VALID conv of 32 x stem multiplier; CIFAR: a 3x3 SAME conv of filters x multiplier."""
+    if config.stem == "imagenet":
+        c_stem = int(32 * config.stem_multiplier)
+        return ConvBN(nn.Conv2d(in_chans, c_stem, 3, stride=2, bias=False), norm(c_stem))
+    c_stem = int(config.filters * config.stem_multiplier)
+    return ConvBN(SameConv2d(in_chans, c_stem, 3), norm(c_stem))
+
+
+def _plan(config: MacroConfig) -> list[_Layer]:
+    """The cells in forward order: ImageNet's two stem cells, then N normal cells per stage with a reduction cell
+    before each later stage, the filters scaled by the filter scaling rate at each reduction."""
+    plan: list[_Layer] = []
+    rate = config.filter_scaling_rate
+    if config.stem == "imagenet":
+        for i in range(2):
+            plan.append(_Layer(f"cell_stem_{i}", True, int(config.filters / rate ** (2 - i)), -2))
+    scaling = 1.0
+    reduction_at = config.reduction_indices
+    for n in range(config.num_cells):
+        prev = -2
+        if n in reduction_at:
+            scaling *= rate
+            plan.append(_Layer(f"reduction_cell_{reduction_at.index(n)}", True, int(config.filters * scaling), -2))
+            prev = -3 if config.skip_reduction_layer_input else -2
+        plan.append(_Layer(f"cell_{n}", False, int(config.filters * scaling), prev))
+    return plan
+
+
 class AuxHead(nn.Module):
     """avg pool 5x5/3 VALID -> 1x1 conv 128 -> BN -> ReLU -> conv 768 (kernel = remaining size) -> BN -> ReLU -> FC."""
 
@@ -172,31 +201,10 @@ class NASNet(nn.Module):
         self.grad_checkpointing = False
         norm = partial(nn.BatchNorm2d, eps=config.bn_eps, momentum=1 - config.bn_decay)
 
-        # --- stem ------------------------------------------------------------------------------------------
         imagenet = config.stem == "imagenet"
-        if imagenet:
-            c_stem = int(32 * config.stem_multiplier)
-            conv = nn.Conv2d(in_chans, c_stem, 3, stride=2, bias=False)  # VALID
-        else:
-            c_stem = int(config.filters * config.stem_multiplier)
-            conv = SameConv2d(in_chans, c_stem, 3)
-        self.stem = ConvBN(conv, norm(c_stem))
-
-        # --- the plan: cells in forward order ---------------------------------------------------------------
-        plan: list[_Layer] = []
-        rate = config.filter_scaling_rate
-        if imagenet:
-            for i in range(2):
-                plan.append(_Layer(f"cell_stem_{i}", True, int(config.filters / rate ** (2 - i)), -2))
-        scaling = 1.0
-        reduction_at = config.reduction_indices
-        for n in range(config.num_cells):
-            prev = -2
-            if n in reduction_at:
-                scaling *= rate
-                plan.append(_Layer(f"reduction_cell_{reduction_at.index(n)}", True, int(config.filters * scaling), -2))
-                prev = -3 if config.skip_reduction_layer_input else -2
-            plan.append(_Layer(f"cell_{n}", False, int(config.filters * scaling), prev))
+        self.stem = _stem(config, in_chans, norm)
+        c_stem = self.stem.bn.num_features
+        plan, reduction_at = _plan(config), config.reduction_indices
 
         # --- build the cells, tracking width, stride and size of every output -------------------------------
         chans: list[int | None] = [None, c_stem]  # None: "no input two cells back", as in TF's cell_outputs

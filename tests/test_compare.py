@@ -4,7 +4,6 @@ number of the report can be checked against what it must be), budget 2 and 3, on
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
 from nasnet_zoo.search import report
@@ -17,6 +16,7 @@ from benchmarks.compare import STANDALONE, CompareConfig, run_compare, standalon
 from benchmarks.compare_report import best_so_far, significance
 from nasnet_zoo.errors import ConfigError
 from nasnet_zoo.genotype import NASNET_A, Genotype
+from tests.search_testing import Misleading, test_reads
 
 ALGOS = ["ppo", "random", "evolution"]
 
@@ -68,26 +68,8 @@ def test_compare_writes_consistent_outputs_and_resumes(tmp_path, no_search_png):
     assert longer["significance"]["ppo vs random"]["paired"]["n"] == 2
 
 
-_test_reads: list[str] = []
-
-
-@dataclass(frozen=True)
-class Misleading:
-    """Validation (the search's reward) ranks cells as the synthetic task does, the test split the other way round."""
-
-    def reward(self, genotype: Genotype, seed: int) -> float:
-        return SyntheticTask(noise=0.0).reward(genotype, seed)
-
-    def test_accuracy(self, genotype: Genotype, seed: int) -> float:
-        _test_reads.append(canonical_hash(genotype))
-        return 1.0 - SyntheticTask().expected_reward(genotype)
-
-    def longer(self, epochs: int) -> Misleading:
-        return self
-
-
 def test_the_best_cell_is_chosen_on_validation_and_only_it_is_tested(tmp_path, no_search_png):
-    _test_reads.clear()
+    test_reads.clear()
     c = config(tmp_path, budget=6)
     c.task = Misleading()
     result = run_compare(c)
@@ -98,7 +80,7 @@ def test_the_best_cell_is_chosen_on_validation_and_only_it_is_tested(tmp_path, n
         assert row["best_hash"] == best["hash"] and row["test"] == pytest.approx(1.0 - best["reward"])
         assert row["test"] == min(1.0 - r["reward"] for r in records)
         chosen.add(best["hash"])
-    assert sorted(_test_reads) == sorted(chosen)  # the test split: once per chosen cell, never by a search
+    assert sorted(test_reads) == sorted(chosen)  # the test split: once per chosen cell, never by a search
 
 
 def test_significance_matches_scipy():

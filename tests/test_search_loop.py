@@ -26,6 +26,7 @@ from nasnet_zoo.search.tasks import Cifar10Task, SyntheticTask
 import nasnet_zoo
 from nasnet_zoo.errors import ConfigError, RunError
 from nasnet_zoo.genotype import Block, Cell, Genotype
+from tests.search_testing import Misleading, test_reads
 
 FIELDS = {"child", "hash", "reward", "error", "resampled", "seconds", "worker", "policy_version", "log_prob", "elapsed",
           "actions", "genotype"}  # fmt: skip
@@ -295,40 +296,22 @@ def test_a_failed_child_does_not_move_the_baseline(tmp_path: Path) -> None:
     assert ppo["buffer"][4][2] == pytest.approx(advantage[24]) and advantage[24] < 0
 
 
-_test_reads: list[str] = []
-
-
-@dataclass(frozen=True)
-class Misleading:
-    """Synthetic, except that its held-out test split ranks cells the other way round from validation."""
-
-    def reward(self, genotype: Genotype, seed: int) -> float:
-        return SyntheticTask(noise=0.0).reward(genotype, seed)
-
-    def test_accuracy(self, genotype: Genotype, seed: int) -> float:
-        _test_reads.append(canonical_hash(genotype))
-        return 1.0 - SyntheticTask().expected_reward(genotype)
-
-    def longer(self, epochs: int) -> Misleading:
-        return self
-
-
 def test_retrain_chooses_on_validation_then_tests_only_the_final_cell(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(loop.TASKS, "Misleading", Misleading)
-    _test_reads.clear()
+    test_reads.clear()
     run_search(SearchConfig(preset="synthetic", algo="random", budget=30, out=tmp_path, task=Misleading()))
-    assert _test_reads == []  # the search never reads the test split
+    assert test_reads == []  # the search never reads the test split
     rows = retrain(tmp_path, top_k=5)
     validation = [r["reward"] for r in rows]
     assert validation == sorted(validation, reverse=True) and len(set(validation)) == 5
-    assert _test_reads == [rows[0]["hash"]]  # read once, for the cell chosen on validation (the worst on test)
+    assert test_reads == [rows[0]["hash"]]  # read once, for the cell chosen on validation (the worst on test)
     assert rows[0]["test"] == pytest.approx(1.0 - validation[0]) and all(r["test"] is None for r in rows[1:])
     assert Genotype.load(tmp_path / "final.json") == Genotype.from_dict(rows[0]["genotype"])
     lines = read_journal(tmp_path / "retrain.jsonl")
     assert [line["split"] for line in lines] == ["validation"] * 5 + ["test"]
-    assert retrain(tmp_path, top_k=5) == rows and len(_test_reads) == 1  # read back, nothing trained or tested again
+    assert retrain(tmp_path, top_k=5) == rows and len(test_reads) == 1  # read back, nothing trained or tested again
     with (tmp_path / "retrain.jsonl").open("a") as f:
         f.write('{"hash": "torn by a cra')  # a retrain killed mid-line
     assert len(retrain(tmp_path, top_k=6)) == 6

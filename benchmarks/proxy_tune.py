@@ -34,19 +34,7 @@ from nasnet_zoo.genotype import Genotype
 from nasnet_zoo.runtime import derive_seed
 from nasnet_zoo.table import format_table
 
-FIELDS = {f.name: f.type for f in dataclasses.fields(ShapesTask)}
-
-
-def parse_try(text: str, base: ShapesTask) -> tuple[str, ShapesTask]:
-    """``name:key=value,...`` -> (name, ``base`` with those fields replaced)."""
-    name, _, spec = text.partition(":")
-    changes: dict[str, Any] = {}
-    for item in filter(None, spec.split(",")):
-        key, _, value = item.partition("=")
-        if key not in FIELDS:
-            raise SystemExit(f"unknown ShapesTask field {key!r} in {text!r}; fields: {', '.join(FIELDS)}")
-        changes[key] = float(value) if "." in value or "e" in value else int(value)
-    return name, dataclasses.replace(base, **changes)
+from .tries import parse_try
 
 
 def _init() -> None:

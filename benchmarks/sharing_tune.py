@@ -41,23 +41,7 @@ from nasnet_zoo.runtime import derive_seed, torch_threads
 from nasnet_zoo.table import format_table
 
 from .sharing import RESULTS, fidelity_cells
-
-FIELDS = {f.name: f.type for f in dataclasses.fields(SharingConfig)}
-
-
-def parse_try(text: str, base: SharingConfig) -> tuple[str, SharingConfig]:
-    """``name:key=value,...`` -> (name, the preset's config with those fields replaced)."""
-    name, _, spec = text.partition(":")
-    changes: dict[str, Any] = {}
-    for item in filter(None, spec.split(",")):
-        key, _, value = item.partition("=")
-        if key not in FIELDS:
-            raise SystemExit(f"unknown SharingConfig field {key!r} in {text!r}; fields: {', '.join(FIELDS)}")
-        if value == "none" or key == "bn":
-            changes[key] = None if value == "none" else value
-        else:
-            changes[key] = float(value) if "." in value or "e" in value else int(value)
-    return name, dataclasses.replace(base, **changes)
+from .tries import parse_try
 
 
 def _seconds_per_round(run: Any, probe: int = 4) -> tuple[float, float, float]:

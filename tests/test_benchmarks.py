@@ -82,3 +82,20 @@ def test_search_hook_reports_what_the_search_benchmark_measured(monkeypatch):
         matmul=dict(n=8, dtype="float32"), eval=[], train=[], search=got, targets=[],
     )  # fmt: skip
     assert "**Search**: 3.50 children per minute (cpu-digits, PPO, process backend" in markdown(results)
+
+
+def test_a_try_replaces_fields_of_any_dataclass_and_refuses_unknown_ones():
+    from nasnet_zoo.search.shared_training import SharingConfig
+    from nasnet_zoo.search.tasks import ShapesTask
+
+    from benchmarks.tries import parse_try
+
+    name, config = parse_try("t:bn=recalibrate,lr=0.3,filters=none,shared_steps=150", SharingConfig(filters=4))
+    assert name == "t" and config.bn == "recalibrate" and config.lr == 0.3
+    assert config.filters is None and config.shared_steps == 150
+    assert parse_try("base:", ShapesTask()) == ("base", ShapesTask())
+    assert parse_try("e2:epochs=2", ShapesTask())[1].epochs == 2
+    import pytest
+
+    with pytest.raises(SystemExit, match="unknown ShapesTask field 'epoch'"):
+        parse_try("x:epoch=2", ShapesTask())

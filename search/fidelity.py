@@ -2,9 +2,11 @@
 
 `run_fidelity` draws ``cells`` uniformly random cells from ``seed`` plus NASNet-A (`fidelity_cells`), scores
 each with the preset's proxy (the search's reward) under ``seeds`` training seeds, and trains each stand-alone
-(the preset's retrain epochs, `Task.longer`) and scores it on the task's held-out test split
-(``test_accuracy``), which the search never reads. Every evaluation runs on the search's evaluators (serial,
-process, Ray) through one picklable task (`FidelityTask`).
+(the preset's retrain epochs, `Task.longer`) under ``standalone_seeds`` seeds and scores it on the task's
+held-out test split (``test_accuracy``), which the search never reads; a cell's stand-alone score is the mean
+over its seeds (a single stand-alone run is itself noisy, and its noise bounds any proxy's rank correlation).
+Every evaluation runs on the search's evaluators (serial, process, Ray) through one picklable task
+(`FidelityTask`).
 
 ``OUT/`` holds ``run.json`` (what was asked; a resume refuses another), ``journal.jsonl`` (one line per finished
 evaluation, fsynced; a rerun with the same arguments trains only what is missing), ``fidelity.json`` (the
@@ -80,6 +82,7 @@ class FidelityConfig:
     preset: str = "laptop"
     cells: int = 30  # random cells besides NASNet-A
     seeds: int = 2  # proxy runs per cell
+    standalone_seeds: int = 1  # stand-alone runs per cell
     seed: int = 0  # draws the cells; the training seeds derive from it
     out: Path = Path("fidelity")
     workers: int | None = None
@@ -91,15 +94,18 @@ class FidelityConfig:
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; use one of {sorted(PRESETS)}")
+        if self.standalone_seeds < 1 or self.standalone_seeds > 100:
+            raise ConfigError(f"standalone_seeds must be from 1 to 100, got {self.standalone_seeds}")
         if self.cells < 2 or self.seeds < 2:
             raise ConfigError(
                 f"need at least 2 cells and 2 seeds (noise needs repeats), got {self.cells}, {self.seeds}"
             )
         if self.cells >= 1000 or self.seeds > 100:  # _seed keeps cells and repeats apart below these
             raise ConfigError(f"at most 999 cells and 100 seeds, got {self.cells}, {self.seeds}")
-        highest = _seed(self.seed, STANDALONE, 0, self.cells)  # the largest training seed of the measurement
+        last = self.standalone_seeds - 1
+        highest = _seed(self.seed, STANDALONE, last, self.cells)  # the largest training seed of the measurement
         if self.seed < 0 or highest > MAX_SEED:
-            top = (MAX_SEED - _seed(0, STANDALONE, 0, self.cells)) // SEED_STRIDE  # derive_seed is linear in seed
+            top = (MAX_SEED - _seed(0, STANDALONE, last, self.cells)) // SEED_STRIDE  # derive_seed is linear in seed
             raise ConfigError(f"--seed {self.seed} gives training seeds up to {highest}, outside numpy's seed range "
                               f"(0 to 2**32 - 1, which fit seeds); use a seed from 0 to {top}")  # fmt: skip
 
@@ -123,7 +129,7 @@ def plan(config: FidelityConfig) -> list[dict[str, Any]]:
     stand-alone child), so a measurement stopped early holds complete cells, a uniform sample of the draw."""
     out = []
     for i, (label, genotype) in enumerate(fidelity_cells(config.seed, config.cells)):
-        for kind, repeats in ((PROXY, config.seeds), (STANDALONE, 1)):
+        for kind, repeats in ((PROXY, config.seeds), (STANDALONE, config.standalone_seeds)):
             for r in range(repeats):
                 out.append(dict(cell=i, label=label, hash=canonical_hash(genotype), kind=kind, repeat=r,
                                 seed=_seed(config.seed, kind, r, i), genotype=genotype))  # fmt: skip
@@ -140,6 +146,8 @@ def run_fidelity(config: FidelityConfig, progress: bool = False) -> dict[str, An
     out = Path(config.out)
     meta = {"preset": config.preset, "cells": config.cells, "seeds": config.seeds, "seed": config.seed,
             "standalone_epochs": epochs, "task": task_dict(task.proxy)}  # fmt: skip
+    if config.standalone_seeds > 1:  # absent for one, so a measurement from before the option still resumes
+        meta["standalone_seeds"] = config.standalone_seeds
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
         _check_meta(out / RUN, meta)
@@ -254,24 +262,26 @@ def summarize(
     for i, (label, genotype) in enumerate(fidelity_cells(config.seed, config.cells)):
         h = canonical_hash(genotype)
         proxy = [done.get((h, PROXY, r), {}).get("score") for r in range(config.seeds)]
-        standalone = done.get((h, STANDALONE, 0), {}).get("score")
+        alone = [done.get((h, STANDALONE, r), {}).get("score") for r in range(config.standalone_seeds)]
+        standalone = None if None in alone else float(np.mean(alone))
         params, mult_adds = complexity(task.proxy, genotype)
         seconds = {k: [d["seconds"] for (hh, kk, _), d in done.items() if hh == h and kk == k] for k in METHODS}
-        rows.append(dict(cell=i, label=label, hash=h, proxy=proxy, standalone_test=standalone, params=params,
-                         mult_adds=mult_adds, proxy_seconds=seconds[PROXY], standalone_seconds=seconds[STANDALONE],
-                         genotype=genotype.to_dict()))  # fmt: skip
+        rows.append(dict(cell=i, label=label, hash=h, proxy=proxy, standalone=alone, standalone_test=standalone,
+                         params=params, mult_adds=mult_adds, proxy_seconds=seconds[PROXY],
+                         standalone_seconds=seconds[STANDALONE], genotype=genotype.to_dict()))  # fmt: skip
     complete = [r for r in rows if r["standalone_test"] is not None and None not in r["proxy"]]
     stats = None
     if len(complete) >= 3:
         stats = fidelity_stats(
-            np.array([r["proxy"] for r in complete]), np.array([r["standalone_test"] for r in complete]),
+            np.array([r["proxy"] for r in complete]), np.array([r["standalone"] for r in complete]),
             params=_column(complete, "params"), mult_adds=_column(complete, "mult_adds"),
             reference=next((j for j, r in enumerate(complete) if r["label"] == "NASNet-A"), None), seed=config.seed,
         )  # fmt: skip
     secs = {k: [s for r in rows for s in r[f"{k}_seconds"]] for k in METHODS}
     timing = {f"{k}_seconds_mean": float(np.mean(v)) if v else None for k, v in secs.items()}
-    return {**meta, "cells_complete": len(complete), "failed_evaluations": len(errors),
-            "errors": [e["error"] for e in errors][:10], **timing, "stats": stats, "rows": rows}  # fmt: skip
+    return {**meta, "standalone_seeds": config.standalone_seeds, "cells_complete": len(complete),
+            "failed_evaluations": len(errors), "errors": [e["error"] for e in errors][:10], **timing, "stats": stats,
+            "rows": rows}  # fmt: skip
 
 
 def _column(rows: list[dict[str, Any]], key: str) -> np.ndarray | None:

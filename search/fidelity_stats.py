@@ -1,6 +1,7 @@
 """The statistics of a proxy-fidelity measurement, its markdown table and its scatter plot (pure functions).
 
-Given per cell S proxy scores (``proxy``, cells x S) and one stand-alone test score (``standalone``):
+Given per cell S proxy scores (``proxy``, cells x S) and T >= 1 stand-alone test scores (``standalone``, cells x
+T, or one per cell); the stand-alone score of a cell is the mean of its T:
 
 * ``noise_std``: the proxy's seed-to-seed std, pooled over cells (root of the mean within-cell variance);
 * ``between_std``: the std of the cells' mean proxy scores; ``true_between_std`` removes the noise the S-seed
@@ -14,6 +15,8 @@ Given per cell S proxy scores (``proxy``, cells x S) and one stand-alone test sc
 * the reference cell's (NASNet-A's) rank under the proxy and stand-alone (1 = best);
 * Kendall tau of the proxy and of the stand-alone score with parameters and with mult-adds: is the proxy only
   measuring size?
+* with T >= 2, the same noise, spread and reliability of the stand-alone score (``standalone_noise_std``, ...):
+  how well the yardstick itself ranks the cells.
 """
 
 from __future__ import annotations
@@ -53,6 +56,19 @@ def _bootstrap(a: np.ndarray, b: np.ndarray, seed: int) -> dict[str, list[float]
     return dict(kendall_tau_ci95=ci(taus), spearman_ci95=ci(rhos))
 
 
+def _spread(scores: np.ndarray) -> dict[str, float]:
+    """Seed noise, spread between cells and reliability of a (cells, repeats) score with repeats >= 2."""
+    s = scores.shape[1]
+    mean = scores.mean(axis=1)
+    noise = float(np.sqrt(np.mean(scores.var(axis=1, ddof=1))))
+    between = float(mean.std(ddof=1))
+    true_var = max(0.0, between**2 - noise**2 / s)
+    return dict(noise_std=noise, between_std=between, true_between_std=float(np.sqrt(true_var)),
+                noise_to_between=noise / between if between else float("inf"),
+                reliability=true_var / (true_var + noise**2) if true_var + noise**2 else 0.0,
+                reliability_of_mean=true_var / between**2 if between else 0.0)  # fmt: skip
+
+
 def fidelity_stats(
     proxy: np.ndarray,
     standalone: np.ndarray,
@@ -62,19 +78,15 @@ def fidelity_stats(
     seed: int = 0,
 ) -> dict[str, Any]:
     """See the module docstring. ``proxy`` is (cells, S) with S >= 2; ``reference`` indexes NASNet-A's row."""
-    proxy, standalone = np.asarray(proxy, dtype=float), np.asarray(standalone, dtype=float)
+    proxy, repeats = np.asarray(proxy, dtype=float), np.asarray(standalone, dtype=float)
+    repeats = repeats.reshape(len(repeats), -1)
     n, s = proxy.shape
-    mean = proxy.mean(axis=1)
-    noise = float(np.sqrt(np.mean(proxy.var(axis=1, ddof=1))))
-    between = float(mean.std(ddof=1))
-    true_var = max(0.0, between**2 - noise**2 / s)
+    mean, standalone = proxy.mean(axis=1), repeats.mean(axis=1)
     k = max(1, round(n / 4))
     top_proxy, top_alone = set(np.argsort(-mean)[:k]), set(np.argsort(-standalone)[:k])
     out: dict[str, Any] = dict(
-        cells=n, seeds=s, noise_std=noise, between_std=between, true_between_std=float(np.sqrt(true_var)),
-        noise_to_between=noise / between if between else float("inf"),
-        reliability=true_var / (true_var + noise**2) if true_var + noise**2 else 0.0,
-        reliability_of_mean=true_var / between**2 if between else 0.0,
+        cells=n, seeds=s, **_spread(proxy), standalone_seeds=repeats.shape[1],
+        **({f"standalone_{name}": v for name, v in _spread(repeats).items()} if repeats.shape[1] > 1 else {}),
         proxy_vs_standalone={**_corr(mean, standalone), **_bootstrap(mean, standalone, seed)},
         seed_vs_seed_kendall_tau=float(st.kendalltau(proxy[:, 0], proxy[:, 1])[0]),
         top_k=k, top_k_overlap=len(top_proxy & top_alone) / k, top_k_overlap_by_chance=k / n,
@@ -99,7 +111,8 @@ def markdown(result: dict[str, Any]) -> str:
     s = result["stats"]
     lines = [f"# Proxy fidelity: preset `{result['preset']}`, cell seed {result['seed']}", ""]
     lines.append(f"{result['cells']} uniformly random cells + NASNet-A; proxy scored under {result['seeds']} seeds; "
-                 f"stand-alone: {result['standalone_epochs']} epochs, scored on the held-out test split. "
+                 f"stand-alone: {result['standalone_epochs']} epochs under {result.get('standalone_seeds', 1)} "
+                 "seed(s) (their mean is the cell's score), scored on the held-out test split. "
                  f"{result['cells_complete']} cells complete, {result['failed_evaluations']} evaluations failed. "
                  f"Mean seconds per proxy child {_f(result['proxy_seconds_mean'], 1)}, per stand-alone child "
                  f"{_f(result['standalone_seconds_mean'], 1)} (one torch thread each).")  # fmt: skip
@@ -123,6 +136,13 @@ def markdown(result: dict[str, Any]) -> str:
              f"{ref['proxy']} / {ref['standalone']} of {ref['of']}"),
             ("stand-alone test accuracy, mean (std)", f"{s['standalone_mean']:.4f} ({s['standalone_std']:.4f})"),
         ]  # fmt: skip
+        if "standalone_noise_std" in s:
+            rows += [
+                ("stand-alone noise std (seed to seed)", _f(s["standalone_noise_std"], 4)),
+                ("stand-alone noise / between-cell std", _f(s["standalone_noise_to_between"])),
+                ("stand-alone reliability (one run; of the mean)",
+                 f"{s['standalone_reliability']:.3f}; {s['standalone_reliability_of_mean']:.3f}"),
+            ]  # fmt: skip
         for name in ("params", "mult_adds"):
             if f"{name}_kendall_tau" in s:
                 t = s[f"{name}_kendall_tau"]
@@ -131,15 +151,17 @@ def markdown(result: dict[str, Any]) -> str:
                 )
         lines += ["| statistic | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows] + [""]
     lines += [
-        "| cell | hash | proxy (per seed) | stand-alone test | params k | mult-adds M |",
+        "| cell | hash | proxy (per seed) | stand-alone test (per seed) | params k | mult-adds M |",
         "|---|---|---|---|---|---|",
     ]
     order = sorted(result["rows"], key=lambda r: -1 if r["standalone_test"] is None else -r["standalone_test"])
     for r in order:
         proxy = ", ".join(_f(p) for p in r["proxy"])
+        alone = r.get("standalone", [r["standalone_test"]])
+        alone = _f(r["standalone_test"]) + (f" ({', '.join(_f(a) for a in alone)})" if len(alone) > 1 else "")
         params = "-" if r["params"] is None else f"{r['params'] / 1e3:.0f}"
         madds = "-" if r["mult_adds"] is None else f"{r['mult_adds'] / 1e6:.2f}"
-        lines.append(f"| {r['label']} | {r['hash']} | {proxy} | {_f(r['standalone_test'])} | {params} | {madds} |")
+        lines.append(f"| {r['label']} | {r['hash']} | {proxy} | {alone} | {params} | {madds} |")
     return "\n".join(lines) + "\n"
 
 
@@ -168,7 +190,8 @@ def scatter(result: dict[str, Any], path: Path) -> Path | None:
     s = result["stats"]
     tau = "" if s is None else f", Kendall tau {s['proxy_vs_standalone']['kendall_tau']:.2f}"
     ax.set(xlabel=f"proxy reward (mean of {result['seeds']} seeds; bars: range)",
-           ylabel=f"stand-alone test accuracy ({result['standalone_epochs']} epochs)",
+           ylabel=f"stand-alone test accuracy ({result['standalone_epochs']} epochs, "
+                  f"mean of {result.get('standalone_seeds', 1)})",
            title=f"{result['preset']}, cell seed {result['seed']}{tau}")  # fmt: skip
     ax.grid(alpha=0.3)
     if with_size:

@@ -15,7 +15,7 @@ from nasnet_zoo.search.fidelity import JOURNAL, FidelityConfig, plan, run_fideli
 from nasnet_zoo.search.fidelity_stats import fidelity_stats
 
 from benchmarks.fidelity import main as benchmark_main
-from nasnet_zoo.errors import ConfigError
+from nasnet_zoo.errors import ConfigError, RunError
 from nasnet_zoo.train.checkpoint import seed_everything
 
 
@@ -49,6 +49,20 @@ def test_stats_recover_a_known_noise_spread_and_rank_agreement():
     # "size" that is the quality itself: the stand-alone score follows it as closely as it follows q
     assert s["params_kendall_tau"]["standalone"] == pytest.approx(2 / math.pi * math.asin(
         between / math.sqrt(between**2 + alone**2)), abs=0.04)  # fmt: skip
+
+
+def test_stats_score_a_cell_by_the_mean_of_its_standalone_seeds_and_measure_their_noise():
+    between, noise, alone, seeds, repeats = 0.05, 0.02, 0.04, 2, 3
+    q, proxy, _ = known(between=between, noise=noise, seeds=seeds)
+    standalone = q[:, None] + np.random.default_rng(7).normal(0.0, alone, (len(q), repeats))
+    s = fidelity_stats(proxy, standalone)
+    assert s["standalone_seeds"] == repeats and s["standalone_noise_std"] == pytest.approx(alone, rel=0.06)
+    assert s["standalone_reliability"] == pytest.approx(between**2 / (between**2 + alone**2), abs=0.05)
+    rho = between**2 / math.sqrt((between**2 + noise**2 / seeds) * (between**2 + alone**2 / repeats))
+    assert s["proxy_vs_standalone"]["kendall_tau"] == pytest.approx(2 / math.pi * math.asin(rho), abs=0.04)
+    one = fidelity_stats(proxy, standalone[:, 0])  # one seed: a noisier yardstick, and no noise of its own
+    assert one["proxy_vs_standalone"]["kendall_tau"] < s["proxy_vs_standalone"]["kendall_tau"] - 0.05
+    assert one["standalone_seeds"] == 1 and "standalone_noise_std" not in one
 
 
 def test_stats_of_pure_noise_find_nothing():
@@ -96,6 +110,22 @@ def test_a_rerun_evaluates_only_what_the_journal_lacks(tmp_path, monkeypatch):
     calls.clear()
     run_fidelity(config(tmp_path))
     assert calls == []
+
+
+def test_several_standalone_seeds_each_train_once_and_their_mean_scores_the_cell(tmp_path):
+    result = run_fidelity(config(tmp_path, standalone_seeds=3))
+    lines = [json.loads(line) for line in (tmp_path / "f" / JOURNAL).read_text().splitlines()]
+    alone = [e for e in lines if e["kind"] == fidelity.STANDALONE]
+    assert len(alone) == 5 * 3 and len({e["seed"] for e in lines}) == len(lines)  # every run its own seed
+    for row in result["rows"]:
+        scores = [e["score"] for e in alone if e["hash"] == row["hash"]]
+        assert row["standalone"] == scores and row["standalone_test"] == pytest.approx(np.mean(scores))
+    assert result["standalone_seeds"] == 3 and result["stats"]["standalone_seeds"] == 3
+    assert "stand-alone noise std" in fidelity_stats_module.markdown(result)
+    with pytest.raises(RunError, match="another fidelity measurement"):  # a resume refuses other settings
+        run_fidelity(config(tmp_path, standalone_seeds=2))
+    with pytest.raises(ConfigError, match="standalone_seeds"):
+        config(tmp_path, standalone_seeds=0)
 
 
 def test_cell_seeds_outside_numpys_seed_range_are_refused():

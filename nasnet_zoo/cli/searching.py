@@ -100,6 +100,12 @@ def _fidelity_arguments(p: argparse.ArgumentParser, out_required: bool = True) -
     p.add_argument("--seeds", type=count, default=2, help="proxy runs per cell, each its own seed (default 2)")
     p.add_argument("--seed", type=int, default=0, help="draws the cells; use one you did not tune the proxy on")
     p.add_argument("--epochs", type=count, help="stand-alone training epochs (default: the preset's retrain)")
+    p.add_argument(
+        "--standalone-seeds",
+        type=count,
+        default=1,
+        help="stand-alone runs per cell, each its own seed; their mean scores the cell (default 1)",
+    )
     p.add_argument("--out", type=Path, required=out_required, help="folder of the measurement; rerun to resume it")
     g = p.add_argument_group("where children train")
     g.add_argument("--workers", type=count, help="evaluations in flight (default: the preset's)")
@@ -116,6 +122,7 @@ def fidelity(args: argparse.Namespace) -> None:
     config = FidelityConfig(
         preset=args.preset, cells=args.cells, seeds=args.seeds, seed=args.seed, out=args.out, workers=args.workers,
         backend=args.backend, standalone_epochs=args.epochs, ray_address=args.ray_address,
+        standalone_seeds=args.standalone_seeds,
     )  # fmt: skip
     measure(config, getattr(args, "results", None), getattr(args, "command", None))
 

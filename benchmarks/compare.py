@@ -10,8 +10,10 @@ evolution at equal budget and seeds, their best cells retrained stand-alone and 
 2. **Stand-alone**: each run's best child by search reward -- the proxy's accuracy on the validation split, so the
    cell is chosen on validation -- is trained with the preset's retrain setting (`Task.longer`) and scored on the
    task's held-out test split, which no search reads. NASNet-A is trained the same way for reference. The
-   stand-alone training seed depends only on the search seed, so runs of one seed are paired: the same seed
-   trains every algorithm's cell and NASNet-A. The best-by-proxy of a random stand-alone sample is the
+   stand-alone training seeds depend only on the search seed, so runs of one seed are paired: the same seeds
+   train every algorithm's cell and NASNet-A. ``--standalone-seeds N`` trains each N times and scores it by the
+   mean (one stand-alone run's seed noise is about two thirds of the spread between cells on ``laptop``:
+   benchmarks/results/fidelity-laptop-seed*.md). The best-by-proxy of a random stand-alone sample is the
    ``random`` runs.
 3. **Report** (`benchmarks.compare_report`): best-so-far proxy reward curves per algorithm (mean and min-max
    over seeds) in one PNG, a markdown table and a JSON (``--results``, default
@@ -52,7 +54,8 @@ from nasnet_zoo.runtime import derive_seed
 RESULTS = Path(__file__).resolve().parent / "results"
 FIDELITY = RESULTS / "fidelity-laptop-seed1.json"  # where the time estimate reads seconds per child
 STANDALONE = "standalone.jsonl"
-STANDALONE_INDEX = 999_983  # derive_seed(seed, this): the stand-alone seed, apart from every child's of a search
+STANDALONE_INDEX = 999_983  # derive_seed(seed, this - r): stand-alone seed r, apart from every child's of a search
+MAX_STANDALONE_SEEDS = 100
 REFERENCE = "NASNet-A"
 MAX_SEED = 2**32 - 1  # np.random.seed's range
 
@@ -70,6 +73,7 @@ class CompareConfig:
     out: Path = Path("compare")
     results: Path = RESULTS
     standalone_epochs: int | None = None
+    standalone_seeds: int = 1  # stand-alone runs per cell; its score is their mean
     task: Task | None = None
     command: str = ""
 
@@ -85,6 +89,8 @@ class CompareConfig:
             raise ConfigError(f"budget and workers must be at least 1, got {self.budget}, {self.workers}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ConfigError(f"seeds must be distinct non-negative integers, got {self.seeds}")
+        if not 1 <= self.standalone_seeds <= MAX_STANDALONE_SEEDS:
+            raise ConfigError(f"standalone_seeds must be from 1 to {MAX_STANDALONE_SEEDS}, got {self.standalone_seeds}")
         if standalone_seed(max(self.seeds)) > MAX_SEED:  # fit seeds numpy with it
             top = (MAX_SEED - STANDALONE_INDEX) // (derive_seed(1, 0) - derive_seed(0, 0))
             raise ConfigError(f"seed {max(self.seeds)} gives training seeds outside numpy's seed range "
@@ -108,9 +114,9 @@ class CompareConfig:
         return [(a, s) for s in self.seeds for a in self.algorithms]
 
 
-def standalone_seed(seed: int) -> int:
-    """The training seed of every stand-alone cell of search seed ``seed`` (the same for every algorithm)."""
-    return derive_seed(seed, STANDALONE_INDEX)
+def standalone_seed(seed: int, repeat: int = 0) -> int:
+    """Stand-alone training seed ``repeat`` of every cell of search seed ``seed`` (the same for every algorithm)."""
+    return derive_seed(seed, STANDALONE_INDEX - repeat)
 
 
 def estimate(config: CompareConfig, fidelity: Path = FIDELITY) -> dict[str, Any] | None:
@@ -124,7 +130,7 @@ def estimate(config: CompareConfig, fidelity: Path = FIDELITY) -> dict[str, Any]
     proxy_s = measured["proxy_seconds_mean"]
     alone_s = measured["standalone_seconds_mean"] * epochs / measured["standalone_epochs"]  # epochs dominate it
     children = config.budget * len(config.runs)
-    standalone = len(config.runs) + len(config.seeds)  # each run's best cell and NASNet-A per seed
+    standalone = (len(config.runs) + len(config.seeds)) * config.standalone_seeds  # best cells, NASNet-A per seed
     search_s, alone_total = children * proxy_s / workers, -(-standalone // workers) * alone_s
     return dict(source=str(fidelity.name), proxy_seconds=proxy_s, standalone_seconds=alone_s, workers=workers,
                 children=children, standalone_cells=standalone, search_seconds=search_s,
@@ -175,16 +181,16 @@ def best_record(records: list[dict[str, Any]], budget: int) -> dict[str, Any] | 
 
 
 def candidates(config: CompareConfig, runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """The stand-alone evaluations: each run's best cell and NASNet-A, at each seed's stand-alone seed."""
+    """The stand-alone evaluations: each run's best cell and NASNet-A, at each of its seed's stand-alone seeds."""
     out = []
     for seed in config.seeds:
-        out.append(dict(label=REFERENCE, hash=canonical_hash(NASNET_A), seed=standalone_seed(seed),
-                        genotype=NASNET_A.to_dict()))  # fmt: skip
+        cells = [(f"{REFERENCE}@{seed}", canonical_hash(NASNET_A), NASNET_A.to_dict())]
         for algo in config.algorithms:
             best = best_record(runs[f"{algo}-seed{seed}"], config.budget)
             if best is not None:
-                out.append(dict(label=f"{algo}-seed{seed}", hash=best["hash"], seed=standalone_seed(seed),
-                                genotype=best["genotype"]))  # fmt: skip
+                cells.append((f"{algo}-seed{seed}", best["hash"], best["genotype"]))
+        out += [dict(label=label, hash=h, seed=standalone_seed(seed, r), genotype=genotype)
+                for label, h, genotype in cells for r in range(config.standalone_seeds)]  # fmt: skip
     return out
 
 
@@ -253,7 +259,9 @@ def run_compare(config: CompareConfig, evaluator: Evaluator | None = None) -> di
                 evaluator.close()
         meta = dict(command=config.command, preset=config.preset, budget=config.budget, seeds=config.seeds,
                     algorithms=config.algorithms, workers=workers, backend=backend, standalone_epochs=epochs,
-                    standalone_seeds={s: standalone_seed(s) for s in config.seeds}, out=str(out), machine=machine(),
+                    standalone_seeds={s: [standalone_seed(s, r) for r in range(config.standalone_seeds)]
+                                      for s in config.seeds},
+                    out=str(out), machine=machine(),
                     load_average_before=list(load_before),
                     load_average_after=list(os.getloadavg()), wall_seconds=time.perf_counter() - t0,
                     estimate=guess, notes=notes(config))  # fmt: skip
@@ -271,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, help="children in flight (default: the preset's)")
     p.add_argument("--backend", choices=list(BACKENDS), help="default: the preset's")
     p.add_argument("--epochs", type=int, help="stand-alone training epochs (default: the preset's retrain)")
+    p.add_argument("--standalone-seeds", type=int, default=1, help="stand-alone runs per cell, scored by their mean")
     p.add_argument("--out", type=Path, required=True, help="folder of the search runs; rerun to resume")
     p.add_argument("--results", type=Path, default=RESULTS, help="folder for compare-<preset>.{json,md,png}")
     args = p.parse_args(argv)
@@ -278,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = CompareConfig(preset=args.preset, budget=args.budget, seeds=args.seeds, algorithms=args.algorithms,
                                workers=args.workers, backend=args.backend, out=args.out, results=args.results,
-                               standalone_epochs=args.epochs, command=command)  # fmt: skip
+                               standalone_epochs=args.epochs, standalone_seeds=args.standalone_seeds,
+                               command=command)  # fmt: skip
         result = run_compare(config)
     except NasnetZooError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -76,27 +76,42 @@ def significance(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
     return out
 
 
+def _scores(cells: list[dict[str, Any]], done: dict[tuple[str, int], dict[str, Any]]) -> list[float]:
+    """The finished stand-alone scores of one cell's runs (a failed or missing run is left out)."""
+    lines = [done.get((c["hash"], c["seed"])) for c in cells]
+    return [line["score"] for line in lines if line is not None and line.get("score") is not None]
+
+
+def _score(cells: list[dict[str, Any]], done: dict[tuple[str, int], dict[str, Any]]) -> float | None:
+    """One cell's stand-alone score: the mean of its finished runs (None: none finished)."""
+    scores = _scores(cells, done)
+    return float(np.mean(scores)) if scores else None
+
+
 def summarize(meta: dict[str, Any], runs: dict[str, list[dict[str, Any]]], todo: list[dict[str, Any]],
               done: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
     """compare-<preset>.json: ``meta``, one row per run, per-algorithm summaries, NASNet-A, and the tests."""
     budget = meta["budget"]
-    by_label = {c["label"] + (f"@{c['seed']}" if c["label"] == REFERENCE else ""): c for c in todo}
-    score = lambda c: None if c is None else done.get((c["hash"], c["seed"]), {}).get("score")  # noqa: E731
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for c in todo:  # a run's best cell (or NASNet-A@seed), once per stand-alone seed
+        by_label.setdefault(c["label"], []).append(c)
     rows = []
     for seed in meta["seeds"]:
         for algo in meta["algorithms"]:
             name = f"{algo}-seed{seed}"
             records = runs[name][:budget]
             curve = best_so_far(records)
-            cell = by_label.get(name)
+            cells = by_label.get(name, [])
+            cell = cells[0] if cells else None
             rows.append(dict(run=name, algorithm=algo, seed=seed, children=len(records),
                              failed=sum(r["reward"] is None for r in records),
                              resampled=sum(r["resampled"] for r in records), best_proxy=curve[-1] if curve else None,
-                             best_hash=None if cell is None else cell["hash"], test=score(cell),
-                             standalone_seed=None if cell is None else cell["seed"],
+                             best_hash=None if cell is None else cell["hash"], test=_score(cells, done),
+                             test_by_standalone_seed=_scores(cells, done),
+                             standalone_seeds=[c["seed"] for c in cells],
                              child_seconds=float(np.mean([r["seconds"] for r in records])) if records else None,
                              curve=curve, genotype=None if cell is None else cell["genotype"]))  # fmt: skip
-    ref_by_seed = {s: score(by_label.get(f"{REFERENCE}@{seed}")) for s, seed in meta["standalone_seeds"].items()}
+    ref_by_seed = {s: _score(by_label.get(f"{REFERENCE}@{s}", []), done) for s in meta["seeds"]}
     tests = {a: {r["seed"]: r["test"] for r in rows if r["algorithm"] == a and r["test"] is not None}
              for a in meta["algorithms"]}  # fmt: skip
     algorithms = {}
@@ -127,6 +142,12 @@ def _p(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+def _n_seeds(result: dict[str, Any]) -> int:
+    """Stand-alone runs per cell (older results map each search seed to one seed, not to a list)."""
+    seeds = next(iter(result["standalone_seeds"].values()), [])
+    return len(seeds) if isinstance(seeds, list) else 1
+
+
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     est, meas = result.get("estimate"), result["measured"]
@@ -139,10 +160,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"({result['backend']}).\n",
         f"Each run trains {result['budget']} distinct children (the search's proxy reward: validation accuracy). "
         f"Its best child by that reward is trained stand-alone ({result['standalone_epochs']} epochs; the preset's "
-        "retrain setting unless --epochs says otherwise) and scored on the held-out test split, which no search "
-        "reads; NASNet-A is trained the "
-        "same way with each seed's stand-alone seed (one seed trains every algorithm's cell: runs are paired by "
-        "seed). The best-by-proxy of a random sample is the `random` rows.\n",
+        f"retrain setting unless --epochs says otherwise) under {_n_seeds(result)} seed(s) and scored by the mean "
+        "on the held-out test split, which no search reads; NASNet-A is trained the same way with each search "
+        "seed's stand-alone seeds (the same seeds train every algorithm's cell: runs are paired by seed). The "
+        "best-by-proxy of a random sample is the `random` rows.\n",
     ]
     if est is not None:
         lines.append(f"Planned from {est['source']}: {est['proxy_seconds']:.1f} s per proxy child, "

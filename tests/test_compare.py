@@ -3,6 +3,7 @@ number of the report can be checked against what it must be), budget 2 and 3, on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -21,10 +22,18 @@ from tests.search_testing import Misleading, test_reads
 ALGOS = ["ppo", "random", "evolution"]
 
 
-def config(tmp_path, budget=2, seeds=(0,)):
+def config(tmp_path, budget=2, seeds=(0,), **kw):
     return CompareConfig(preset="synthetic", budget=budget, seeds=list(seeds), algorithms=ALGOS, workers=1,
                          backend="serial", out=tmp_path / "runs", results=tmp_path / "results",
-                         command="test")  # fmt: skip
+                         command="test", **kw)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedNoisy(SyntheticTask):
+    """A stand-alone score that moves with the training seed, by a known amount."""
+
+    def test_accuracy(self, genotype: Genotype, seed: int) -> float:
+        return self.expected_reward(genotype) + (seed % 7) / 1000
 
 
 @pytest.fixture
@@ -49,7 +58,7 @@ def test_compare_writes_consistent_outputs_and_resumes(tmp_path, no_search_png):
         assert row["best_hash"] == best["hash"] == canonical_hash(Genotype.from_dict(row["genotype"]))
         # stand-alone = the noise-free reward of the chosen cell: the right cell was trained and scored on test
         assert row["test"] == pytest.approx(task.expected_reward(Genotype.from_dict(best["genotype"])))
-        assert row["standalone_seed"] == standalone_seed(0)
+        assert row["standalone_seeds"] == [standalone_seed(0)]
     assert result["reference"]["test_by_seed"] == {0: pytest.approx(task.expected_reward(NASNET_A))}
     for algo, s in result["algorithms"].items():
         assert s["test"]["mean"] == pytest.approx(next(r["test"] for r in result["rows"] if r["algorithm"] == algo))
@@ -66,6 +75,25 @@ def test_compare_writes_consistent_outputs_and_resumes(tmp_path, no_search_png):
     assert [r["children"] for r in longer["rows"]] == [3] * 6
     assert longer["rows"][0]["curve"][:2] == result["rows"][0]["curve"]
     assert longer["significance"]["ppo vs random"]["paired"]["n"] == 2
+
+
+def test_several_standalone_seeds_score_each_cell_by_their_mean(tmp_path, no_search_png):
+    result = run_compare(config(tmp_path, seeds=(0, 1), standalone_seeds=3, task=SeedNoisy()))
+    seeds = {s: [standalone_seed(s, r) for r in range(3)] for s in (0, 1)}
+    assert len({x for v in seeds.values() for x in v}) == 6  # every stand-alone run its own seed
+    noise = {s: sum(x % 7 for x in v) / 3000 for s, v in seeds.items()}
+    task = SyntheticTask()
+    for row in result["rows"]:
+        genotype = Genotype.from_dict(row["genotype"])
+        assert row["standalone_seeds"] == seeds[row["seed"]]
+        assert row["test_by_standalone_seed"] == pytest.approx(
+            [task.expected_reward(genotype) + x % 7 / 1000 for x in seeds[row["seed"]]])  # fmt: skip
+        assert row["test"] == pytest.approx(task.expected_reward(genotype) + noise[row["seed"]])
+    ref = result["reference"]["test_by_seed"]
+    assert ref == {s: pytest.approx(task.expected_reward(NASNET_A) + noise[s]) for s in (0, 1)}
+    lines = [json.loads(x) for x in (tmp_path / "runs" / STANDALONE).read_text().splitlines()]
+    assert len(lines) == len({(x["hash"], x["seed"]) for x in lines}) and {x["seed"] for x in lines} == {
+        x for v in seeds.values() for x in v}  # fmt: skip
 
 
 def test_the_best_cell_is_chosen_on_validation_and_only_it_is_tested(tmp_path, no_search_png):
@@ -98,7 +126,10 @@ def test_best_so_far_carries_over_failures():
     assert best_so_far([{"reward": r} for r in rewards]) == [None, 0.2, 0.2, 0.2, 0.3]
 
 
-@pytest.mark.parametrize("change", [dict(algorithms=["sgd"]), dict(seeds=[0, 0]), dict(budget=0), dict(seeds=[5000])])
+@pytest.mark.parametrize(
+    "change",
+    [dict(algorithms=["sgd"]), dict(seeds=[0, 0]), dict(budget=0), dict(seeds=[5000]), dict(standalone_seeds=0)],
+)
 def test_bad_settings_are_config_errors(tmp_path, change):
     with pytest.raises(ConfigError):
         CompareConfig(**{**dict(preset="synthetic", out=tmp_path), **change})

@@ -166,7 +166,7 @@ def fidelity(run_dir: Path, results: Path) -> dict[str, Any]:
     supernet, task = sharing.load_supernet(run_dir)
     _, val = task_data(task)
     stream = Stream(val, 256, 0, torch.device("cpu"))
-    cells = fidelity_cells(json.loads(Path(results).read_text()))
+    cells = standalone_scores(json.loads(Path(results).read_text()))
     cfg = json.loads((Path(run_dir) / "search" / "run.json").read_text())["sharing"]
     train_stream = Stream(task_data(task)[0], task.batch_size, 0, torch.device("cpu"))
     rewards = []
@@ -190,7 +190,7 @@ def switches(run_dir: Path, results: Path, batches: tuple[int, ...] = (1, 4)) ->
     supernet, task = sharing.load_supernet(run_dir)
     train, val = task_data(task)
     cfg = json.loads((Path(run_dir) / "search" / "run.json").read_text())["sharing"]
-    cells = fidelity_cells(json.loads(Path(results).read_text()))
+    cells = standalone_scores(json.loads(Path(results).read_text()))
     standalone = [c["standalone"] for c in cells]
     val_stream = Stream(val, cfg["reward_batch_size"], 0, torch.device("cpu"))
     train_stream = Stream(train, task.batch_size, 0, torch.device("cpu"))
@@ -211,19 +211,23 @@ def switches(run_dir: Path, results: Path, batches: tuple[int, ...] = (1, 4)) ->
     return rows
 
 
-def fidelity_cells(data: Any) -> list[dict[str, Any]]:
+def standalone_scores(data: Any) -> list[dict[str, Any]]:
     """Cells and stand-alone accuracies from a fidelity results JSON (`search.fidelity`'s ``rows``, or a list or a
-    ``cells`` list): entries with a genotype and a stand-alone score (``standalone``, ``standalone_test``,
-    ``test`` or ``test_accuracy``); a cell without one (its stand-alone run failed) is left out."""
+    ``cells`` list): entries with a genotype and a stand-alone score (``standalone_test``, the mean over the
+    stand-alone seeds, else ``standalone``, ``test`` or ``test_accuracy``; a list is averaged); a cell without
+    one (its stand-alone runs failed) is left out."""
     cells = data
     if isinstance(data, dict):
         cells = data["rows"] if isinstance(data.get("rows"), list) else data["cells"]
     out = []
     for c in cells:
-        score_key = next((k for k in ("standalone", "standalone_test", "test", "test_accuracy") if k in c), None)
-        if score_key is None or c[score_key] is None:
+        score_key = next((k for k in ("standalone_test", "standalone", "test", "test_accuracy") if k in c), None)
+        score = None if score_key is None else c[score_key]
+        if isinstance(score, list):
+            score = statistics.mean(score) if score else None
+        if score is None:
             continue
-        out.append({"genotype": c["genotype"], "standalone": float(c[score_key])})
+        out.append({"genotype": c["genotype"], "standalone": float(score)})
     return out
 
 

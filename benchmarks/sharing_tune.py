@@ -40,7 +40,7 @@ from nasnet_zoo.genotype import Genotype
 from nasnet_zoo.runtime import derive_seed, torch_threads
 from nasnet_zoo.table import format_table
 
-from .sharing import RESULTS, fidelity_cells
+from .sharing import RESULTS, standalone_scores
 from .tries import parse_try
 
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    cells = fidelity_cells(json.loads(args.fidelity.read_text()))[: args.cells]
+    cells = standalone_scores(json.loads(args.fidelity.read_text()))[: args.cells]
     command = "python -m benchmarks.sharing_tune " + shlex.join(sys.argv[1:] if argv is None else argv)
     rows, run = [], None
     with torch_threads(args.threads):

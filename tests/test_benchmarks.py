@@ -99,3 +99,16 @@ def test_a_try_replaces_fields_of_any_dataclass_and_refuses_unknown_ones():
 
     with pytest.raises(SystemExit, match="unknown ShapesTask field 'epoch'"):
         parse_try("x:epoch=2", ShapesTask())
+
+
+def test_standalone_scores_read_the_mean_of_several_seeds_and_skip_failed_cells():
+    from benchmarks.sharing import standalone_scores
+
+    rows = [
+        {"genotype": "a", "standalone": [0.5, 0.7], "standalone_test": 0.6},  # several stand-alone seeds
+        {"genotype": "b", "standalone": 0.4},  # one seed, older results
+        {"genotype": "c", "standalone": [0.2, 0.4]},  # a list without its mean
+        {"genotype": "d", "standalone": [], "standalone_test": None},  # every stand-alone run failed
+    ]
+    got = standalone_scores({"rows": rows})
+    assert [(c["genotype"], round(c["standalone"], 6)) for c in got] == [("a", 0.6), ("b", 0.4), ("c", 0.3)]

@@ -283,6 +283,8 @@ class NASNet(nn.Module):
             x = _checkpoint(self.stem, x)
         else:
             x = self.stem(x)
+        if self.channels_last:  # a 1-channel input is both layouts at once, and the stem's output follows NCHW
+            x = x.contiguous(memory_format=torch.channels_last)
         feats: list[torch.Tensor] = []
         if take is not None and 0 in take:
             feats.append(F.relu(x))

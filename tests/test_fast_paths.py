@@ -200,3 +200,20 @@ def test_activations_run_channels_last_and_parameters_save_anywhere(tmp_path):
         out = nchw.forward_features(x)
     assert out.is_contiguous()
     torch.testing.assert_close(out, feats, rtol=0, atol=1e-5)
+
+
+def test_a_one_channel_input_reaches_the_cells_in_channels_last():
+    """A 1-channel image is contiguous in both layouts, so the stem's output would stay NCHW (the slow layout for
+    the cells' convs on CPU) unless the network converts it after the stem; the laptop proxy's shapes are 1-channel."""
+    torch.manual_seed(0)
+    m = nasnet_zoo.create_model("nasnet_cifar", in_chans=1, **SMALL).eval()
+    first = next(c for c in m.modules() if type(c).__name__ == "Cell")
+    seen = []
+    first.register_forward_pre_hook(
+        lambda mod, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        out = m(x)
+    assert seen == [True]
+    assert (out - exact(m, x)).abs().max() <= 1e-4

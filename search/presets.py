@@ -57,7 +57,7 @@ PRESETS: dict[str, Preset] = {
         # The paper's protocol: 20,000 CIFAR-10 children (N = 2, 20 epochs) fed to 450 GPU workers; the top 250
         # retrained (600 epochs, the CIFAR recipe's length, standing in for "to convergence").
         Preset("nasnet", Cifar10Task(), budget=20_000, workers=450, backend="ray", top_k=250, retrain_epochs=600),
-        # The laptop proxy (the default): real children on drawn 16x16 shapes (`tasks.ShapesTask`), one epoch of
+        # The laptop proxy (the default): real children on drawn 16x16 shapes (`tasks.ShapesTask`), two epochs of
         # 2,000 images, rewarded on 1,500 more; retrained 4 epochs and tested on 1,500 the search never sees. Its
         # fidelity (`nasnet-zoo fidelity`, benchmarks/results/fidelity-*.md) is what it can claim: see README.
         # The controller learns 10x faster than the paper's and updates every 10 children, so that a budget of

@@ -9,7 +9,7 @@ What it shows is the machinery end to end (controller, PPO, worker processes, jo
 a searched cell), in a few minutes. It does not show that the search finds better cells: the digits reward
 barely tells cells apart (Kendall tau with longer training about 0), and 24 children make one policy update.
 The default ``laptop`` preset is the proxy for that question, and what it can show is measured
-(benchmarks/results/fidelity-laptop-seed1.md; `SEARCH_CAVEAT`).
+(benchmarks/results/fidelity-laptop-seed*.md, compare-laptop.md; `SEARCH_CAVEAT`).
 
 Top layer, beside ``cli.py``: it may import everything, and only the CLI imports it.
 """
@@ -31,11 +31,12 @@ SEARCH_CAVEAT = (
     "To ask whether the search finds better cells, use the default laptop preset (16x16 drawn shapes, a held-out "
     "test split): `nasnet-zoo search --out runs/search` and `nasnet-zoo retrain runs/search`, against `--algo "
     "random` and `--algo evolution` at the same budget and seeds (`python -m benchmarks.compare`). Its measured "
-    "fidelity (`nasnet-zoo fidelity`, 30 random cells + NASNet-A, cell seeds 1 and 2): Kendall tau 0.48 and "
-    "0.42 between its reward and 4-epoch stand-alone test accuracy, so it separates good cells from bad on "
-    "average; one reward's seed-to-seed noise is 0.8-1.0 times the spread between cells, so it cannot rank close "
-    "cells, and NASNet-A ranks 20th and 30th of 31 stand-alone there. At 3 seeds x 20 children, random search's "
-    "best cells tested higher than PPO's (0.604 vs 0.584): at laptop budgets RL does not beat random here."
+    "fidelity (`nasnet-zoo fidelity`, 30 random cells + NASNet-A, cell seeds 1 and 2, 3 stand-alone seeds per "
+    "cell): Kendall tau 0.47 and 0.68 between its reward and 4-epoch stand-alone test accuracy, so it separates "
+    "good cells from bad; one reward's seed-to-seed noise is 0.55-0.77 times the spread between cells, so it "
+    "cannot rank close cells. NASNet-A ranks 4th and 2nd of 31 stand-alone there. At 5 seeds x 20 children, PPO's "
+    "best cells tested 0.029 higher than random search's (4 of 5 seeds; paired t p = 0.22): not significant at "
+    "laptop budgets."
 )
 
 

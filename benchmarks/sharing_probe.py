@@ -1,19 +1,26 @@
-"""``python -m benchmarks.sharing_probe``: do a preset's shared weights learn when each step trains another
-genotype? The supernet's own step (`shared_training.shared_step`) trained ``--steps`` steps on genotypes drawn
-uniformly from a fixed pool of ``pool`` random genotypes (pool 1: one fixed network), for each ``--pools``
-entry at each ``--lrs`` entry (momentum and the rest the task's); reported: the mean training loss of the first
-and last 50 steps (ln 10 = 2.30 is chance for ten classes) and the mean validation accuracy of up to four pool
-genotypes on 768 validation images (BN statistics per batch). Runs on ``--workers`` processes of one thread;
-results to ``--out`` (``sharing-probe.json`` and ``.md``).
+"""``python -m benchmarks.sharing_probe``: do a preset's shared weights learn when each step trains another genotype?
+The supernet's own step (`shared_training.shared_step`) trained ``--steps`` steps on genotypes drawn uniformly from
+a fixed pool of ``pool`` random genotypes (pool 1: one fixed network), for each ``--pools`` entry at each ``--lrs``
+and ``--vary`` entry (momentum and the rest the task's). ``--vary`` says what differs between the pool's genotypes:
+``all`` (uniformly random genotypes), ``ops`` (the first one's wiring, inputs and combines, every op drawn anew),
+``wiring`` (random wiring, every op ``sep_conv_3x3``), ``inputs`` (as ``wiring``, but every combine ``add`` and
+every block in the cell's output: only the blocks' inputs differ, and every reader of a cell's output sees the same
+parts), ``outputs`` (uniformly random genotypes with every block in the cell's output) or ``outputs-add`` (those
+with every combine ``add``: the readers see the same parts). Reported: the mean training loss of the first and last
+50 steps (ln 10 = 2.30 is chance for ten classes) and the mean validation accuracy of up to four pool genotypes on
+768 validation images (BN statistics per batch). Runs on ``--workers`` processes of one thread; results to
+``--out`` (``STEM.json`` and ``.md``, ``--stem`` default ``sharing-probe``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import shlex
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,10 +32,40 @@ from nasnet_zoo.search.shared_training import Stream, score, shared_step, task_d
 from nasnet_zoo.search.space import random_genotype
 from nasnet_zoo.search.supernet_state import build_supernet
 
+from nasnet_zoo.genotype import NUM_INPUT_STATES, OPS, Cell, Genotype
 from nasnet_zoo.table import format_table
 
+VARY = ("all", "ops", "wiring", "inputs", "outputs", "outputs-add")
 
-def probe(preset: str, pool: int, lr: float, steps: int, seed: int) -> dict[str, Any]:
+
+def rewired(
+    genotype: Genotype, draw: Callable[[], str] | None = None, add: bool = False, every: bool = False
+) -> Genotype:
+    """The genotype with, in both cells, each op replaced by ``draw()`` (if given), every combine ``add`` (if
+    ``add``) and every block in the cell's output (if ``every``)."""
+
+    def cell(c: Cell) -> Cell:
+        blocks = tuple(dataclasses.replace(b, ops=(draw(), draw())) if draw else b for b in c.blocks)
+        blocks = tuple(dataclasses.replace(b, combine="add") if add else b for b in blocks)
+        concat = tuple(range(NUM_INPUT_STATES, NUM_INPUT_STATES + len(blocks))) if every else c.concat
+        return Cell(blocks, concat)
+
+    return Genotype(cell(genotype.normal), cell(genotype.reduction))
+
+
+def genotype_pool(vary: str, pool: int, seed: int) -> list[Genotype]:
+    """``pool`` genotypes differing in what ``vary`` names (see the module's docstring)."""
+    drawn = [random_genotype(seed * 10_000 + i) for i in range(pool)]
+    sep = lambda: "sep_conv_3x3"  # noqa: E731
+    if vary == "ops":
+        rngs = [random.Random(seed * 10_000 + i) for i in range(pool)]
+        return [rewired(drawn[0], lambda r=r: r.choice(OPS)) for r in rngs]
+    changes = dict(wiring=dict(draw=sep), inputs=dict(draw=sep, add=True, every=True), outputs=dict(every=True))
+    changes["outputs-add"] = dict(add=True, every=True)
+    return [rewired(g, **changes[vary]) for g in drawn] if vary in changes else drawn
+
+
+def probe(preset: str, pool: int, lr: float, steps: int, seed: int, vary: str = "all") -> dict[str, Any]:
     """One supernet trained on a pool of genotypes; its losses and its validation accuracy."""
     torch.set_num_threads(1)
     task = PRESETS[preset].task
@@ -37,7 +74,7 @@ def probe(preset: str, pool: int, lr: float, steps: int, seed: int) -> dict[str,
     train, val = task_data(task)
     optimizer = torch.optim.SGD(supernet.parameters(), lr=lr, momentum=task.momentum)
     batches = Stream(train, task.batch_size, seed, torch.device("cpu"))
-    genotypes = [random_genotype(seed * 10_000 + i) for i in range(pool)]
+    genotypes = genotype_pool(vary, pool, seed)
     rng, losses = random.Random(seed), []
     for step in range(steps):
         x, y = batches.batch(step)
@@ -45,8 +82,8 @@ def probe(preset: str, pool: int, lr: float, steps: int, seed: int) -> dict[str,
                                   task.weight_decay, 5.0))  # fmt: skip
     held_out = list(Stream(val, 256, seed + 1, torch.device("cpu")).all(256))[:3]
     accs = [score(supernet, g, held_out, bn="batch") for g in genotypes[:4]]
-    return dict(pool=pool, lr=lr, steps=steps, first_loss=sum(losses[:50]) / 50, last_loss=sum(losses[-50:]) / 50,
-                val_acc=sum(accs) / len(accs))  # fmt: skip
+    return dict(vary=vary, pool=pool, lr=lr, steps=steps, first_loss=sum(losses[:50]) / 50,
+                last_loss=sum(losses[-50:]) / 50, val_acc=sum(accs) / len(accs))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,24 +92,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pools", type=int, nargs="+", default=[1, 2, 20, 1000])
     ap.add_argument("--lrs", type=float, nargs="+", default=[0.1])
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--vary", nargs="+", choices=VARY, default=["all"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stem", default="sharing-probe")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args(argv)
     with ProcessPoolExecutor(args.workers) as ex:
-        futures = [ex.submit(probe, args.preset, p, lr, args.steps, args.seed) for lr in args.lrs for p in args.pools]
+        futures = [ex.submit(probe, args.preset, p, lr, args.steps, args.seed, v)
+                   for v in args.vary for lr in args.lrs for p in args.pools]  # fmt: skip
         rows = [f.result() for f in futures]
     command = "python -m benchmarks.sharing_probe " + shlex.join(argv if argv is not None else sys.argv[1:])
     result = dict(command=command, machine=machine(), preset=args.preset, rows=rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sharing-probe.json").write_text(json.dumps(result, indent=1) + "\n")
-    table = format_table([[r["pool"], r["lr"], r["steps"], f"{r['first_loss']:.3f}", f"{r['last_loss']:.3f}",
-                           f"{r['val_acc']:.3f}"] for r in rows],
-                         ["genotypes", "lr", "steps", "loss, first 50", "loss, last 50", "val acc"])  # fmt: skip
+    (args.out / f"{args.stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+    numbers = ("first_loss", "last_loss", "val_acc")
+    cells = [[r.get("vary", "all"), r["pool"], r["lr"], r["steps"], *(f"{r[k]:.3f}" for k in numbers)] for r in rows]
+    table = format_table(cells, ["vary", "genotypes", "lr", "steps", "loss, first 50", "loss, last 50", "val acc"])
     text = "\n".join(["# Do shared weights learn across genotypes?", "",
                       f"`{command}`; " + ", ".join(f"{k} {v}" for k, v in result["machine"].items()), "",
                       table, ""])  # fmt: skip
-    (args.out / "sharing-probe.md").write_text(text)
+    (args.out / f"{args.stem}.md").write_text(text)
     print(text)
 
 

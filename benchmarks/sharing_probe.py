@@ -1,15 +1,17 @@
 """``python -m benchmarks.sharing_probe``: do a preset's shared weights learn when each step trains another genotype?
-The supernet's own step (`shared_training.shared_step`) trained ``--steps`` steps on genotypes drawn uniformly from
-a fixed pool of ``pool`` random genotypes (pool 1: one fixed network), for each ``--pools`` entry at each ``--lrs``
-and ``--vary`` entry (momentum and the rest the task's). ``--vary`` says what differs between the pool's genotypes:
-``all`` (uniformly random genotypes), ``ops`` (the first one's wiring, inputs and combines, every op drawn anew),
-``wiring`` (random wiring, every op ``sep_conv_3x3``), ``inputs`` (as ``wiring``, but every combine ``add`` and
-every block in the cell's output: only the blocks' inputs differ, and every reader of a cell's output sees the same
-parts), ``outputs`` (uniformly random genotypes with every block in the cell's output) or ``outputs-add`` (those
-with every combine ``add``: the readers see the same parts). Reported: the mean training loss of the first and last
-50 steps (ln 10 = 2.30 is chance for ten classes) and the mean validation accuracy of up to four pool genotypes on
-768 validation images (BN statistics per batch). Runs on ``--workers`` processes of one thread; results to
-``--out`` (``STEM.json`` and ``.md``, ``--stem`` default ``sharing-probe``).
+The supernet's own step (`shared_training.shared_step`) trained ``--steps`` steps on genotypes drawn uniformly from a
+fixed pool of ``pool`` random genotypes (pool 1: one fixed network), for each ``--pools`` entry at each ``--lrs`` and
+``--vary`` entry (momentum and the rest the task's). ``--vary`` says what differs between the pool's genotypes: ``all``
+(uniformly random genotypes), ``ops`` (the first one's wiring, inputs and combines, every op drawn anew), ``wiring``
+(random wiring, every op ``sep_conv_3x3``), ``inputs`` (as ``wiring``, but every combine ``add`` and every block in the
+cell's output: only the blocks' inputs differ, and every reader of a cell's output sees the same parts), ``outputs``
+(uniformly random genotypes with every block in the cell's output) or ``outputs-add`` (those with every combine ``add``:
+the readers see the same parts). ``--ops N`` (each entry a run; default 13): the ops of the ``all``, ``ops`` and
+``outputs*`` pools are drawn from the first N of `PROBE_OPS` only (fewer edges per (block, input state), each trained
+more often). Reported: the mean training loss of the first and last 50 steps and of each fifth of the run (ln 10 = 2.30
+is chance for ten classes) and the mean validation accuracy of up to four pool genotypes on 768 validation images (BN
+statistics per batch). Runs on ``--workers`` processes of one thread; results to ``--out`` (``STEM.json`` and ``.md``,
+``--stem`` default ``sharing-probe``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ from nasnet_zoo.genotype import NUM_INPUT_STATES, OPS, Cell, Genotype
 from nasnet_zoo.table import format_table
 
 VARY = ("all", "ops", "wiring", "inputs", "outputs", "outputs-add")
+#: The ops in the order ``--ops N`` takes them: the parametric ones with BN first, sep_conv_3x3 leading.
+PROBE_OPS = ("sep_conv_3x3", "conv_3x3", "dil_conv_3x3", "sep_conv_5x5", "conv_1x3_3x1", "conv_1x1", "sep_conv_7x7",
+             "conv_1x7_7x1", "max_pool_3x3", "avg_pool_3x3", "identity", "max_pool_5x5", "max_pool_7x7")  # fmt: skip
+assert sorted(PROBE_OPS) == sorted(OPS)
 
 
 def rewired(
@@ -53,19 +59,24 @@ def rewired(
     return Genotype(cell(genotype.normal), cell(genotype.reduction))
 
 
-def genotype_pool(vary: str, pool: int, seed: int) -> list[Genotype]:
-    """``pool`` genotypes differing in what ``vary`` names (see the module's docstring)."""
+def genotype_pool(vary: str, pool: int, seed: int, ops: int = len(OPS)) -> list[Genotype]:
+    """``pool`` genotypes differing in what ``vary`` names, their ops drawn from the first ``ops`` of `PROBE_OPS`
+    (see the module's docstring)."""
     drawn = [random_genotype(seed * 10_000 + i) for i in range(pool)]
     sep = lambda: "sep_conv_3x3"  # noqa: E731
+    rngs = [random.Random(seed * 10_000 + i) for i in range(pool)]
     if vary == "ops":
-        rngs = [random.Random(seed * 10_000 + i) for i in range(pool)]
-        return [rewired(drawn[0], lambda r=r: r.choice(OPS)) for r in rngs]
+        return [rewired(drawn[0], lambda r=r: r.choice(PROBE_OPS[:ops])) for r in rngs]
+    if ops < len(OPS) and vary in ("all", "outputs", "outputs-add"):
+        drawn = [rewired(g, lambda r=r: r.choice(PROBE_OPS[:ops])) for g, r in zip(drawn, rngs, strict=True)]
     changes = dict(wiring=dict(draw=sep), inputs=dict(draw=sep, add=True, every=True), outputs=dict(every=True))
     changes["outputs-add"] = dict(add=True, every=True)
     return [rewired(g, **changes[vary]) for g in drawn] if vary in changes else drawn
 
 
-def probe(preset: str, pool: int, lr: float, steps: int, seed: int, vary: str = "all") -> dict[str, Any]:
+def probe(
+    preset: str, pool: int, lr: float, steps: int, seed: int, vary: str = "all", ops: int = len(OPS)
+) -> dict[str, Any]:
     """One supernet trained on a pool of genotypes; its losses and its validation accuracy."""
     torch.set_num_threads(1)
     task = PRESETS[preset].task
@@ -74,7 +85,7 @@ def probe(preset: str, pool: int, lr: float, steps: int, seed: int, vary: str = 
     train, val = task_data(task)
     optimizer = torch.optim.SGD(supernet.parameters(), lr=lr, momentum=task.momentum)
     batches = Stream(train, task.batch_size, seed, torch.device("cpu"))
-    genotypes = genotype_pool(vary, pool, seed)
+    genotypes = genotype_pool(vary, pool, seed, ops)
     rng, losses = random.Random(seed), []
     for step in range(steps):
         x, y = batches.batch(step)
@@ -82,8 +93,10 @@ def probe(preset: str, pool: int, lr: float, steps: int, seed: int, vary: str = 
                                   task.weight_decay, 5.0))  # fmt: skip
     held_out = list(Stream(val, 256, seed + 1, torch.device("cpu")).all(256))[:3]
     accs = [score(supernet, g, held_out, bn="batch") for g in genotypes[:4]]
-    return dict(vary=vary, pool=pool, lr=lr, steps=steps, first_loss=sum(losses[:50]) / 50,
-                last_loss=sum(losses[-50:]) / 50, val_acc=sum(accs) / len(accs))  # fmt: skip
+    fifths = [losses[k * steps // 5 : (k + 1) * steps // 5] for k in range(5)]
+    return dict(vary=vary, ops=ops, pool=pool, lr=lr, steps=steps, first_loss=sum(losses[:50]) / 50,
+                last_loss=sum(losses[-50:]) / 50, fifths=[sum(f) / len(f) for f in fifths if f],
+                val_acc=sum(accs) / len(accs))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,22 +106,33 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lrs", type=float, nargs="+", default=[0.1])
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--vary", nargs="+", choices=VARY, default=["all"])
+    ap.add_argument(
+        "--ops",
+        type=int,
+        nargs="+",
+        default=[len(OPS)],
+        choices=range(1, len(OPS) + 1),
+        metavar="N",
+        help="draw the ops from the first N of PROBE_OPS (each entry a run)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--stem", default="sharing-probe")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args(argv)
     with ProcessPoolExecutor(args.workers) as ex:
-        futures = [ex.submit(probe, args.preset, p, lr, args.steps, args.seed, v)
-                   for v in args.vary for lr in args.lrs for p in args.pools]  # fmt: skip
+        futures = [ex.submit(probe, args.preset, p, lr, args.steps, args.seed, v, k)
+                   for v in args.vary for k in args.ops for lr in args.lrs for p in args.pools]  # fmt: skip
         rows = [f.result() for f in futures]
     command = "python -m benchmarks.sharing_probe " + shlex.join(argv if argv is not None else sys.argv[1:])
     result = dict(command=command, machine=machine(), preset=args.preset, rows=rows)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     numbers = ("first_loss", "last_loss", "val_acc")
-    cells = [[r.get("vary", "all"), r["pool"], r["lr"], r["steps"], *(f"{r[k]:.3f}" for k in numbers)] for r in rows]
-    table = format_table(cells, ["vary", "genotypes", "lr", "steps", "loss, first 50", "loss, last 50", "val acc"])
+    cells = [[r["vary"], r["ops"], r["pool"], r["lr"], r["steps"], *(f"{r[k]:.3f}" for k in numbers),
+              " / ".join(f"{v:.2f}" for v in r["fifths"])] for r in rows]  # fmt: skip
+    head = ["vary", "ops", "genotypes", "lr", "steps", "loss, first 50", "loss, last 50", "val acc", "loss by fifth"]
+    table = format_table(cells, head)
     text = "\n".join(["# Do shared weights learn across genotypes?", "",
                       f"`{command}`; " + ", ".join(f"{k} {v}" for k, v in result["machine"].items()), "",
                       table, ""])  # fmt: skip

@@ -112,3 +112,15 @@ def test_standalone_scores_read_the_mean_of_several_seeds_and_skip_failed_cells(
     ]
     got = standalone_scores({"rows": rows})
     assert [(c["genotype"], round(c["standalone"], 6)) for c in got] == [("a", 0.6), ("b", 0.4), ("c", 0.3)]
+
+
+def test_the_sharing_probe_pools_draw_their_ops_from_the_first_n_probe_ops():
+    from benchmarks.sharing_probe import PROBE_OPS, genotype_pool
+
+    def ops(pool):
+        return {o for g in pool for c in (g.normal, g.reduction) for b in c.blocks for o in b.ops}
+
+    assert ops(genotype_pool("all", 30, 0, 2)) == set(PROBE_OPS[:2])
+    assert ops(genotype_pool("ops", 30, 0, 1)) == {PROBE_OPS[0]}
+    assert genotype_pool("all", 30, 0) == genotype_pool("all", 30, 0, len(PROBE_OPS))  # 13: uniform genotypes
+    assert len(ops(genotype_pool("all", 30, 0))) == len(PROBE_OPS)

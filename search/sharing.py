@@ -63,8 +63,9 @@ __all__ = ["SHARING", "build_supernet", "load_supernet", "run_name", "run_sharin
 #: Presets of `presets.PRESETS` that search by weight sharing (the `search` command dispatches on this table).
 SHARING: dict[str, SharingConfig] = {
     "digits-ws": SharingConfig(shared_steps=50, children=20, reward_batches=1, reward_batch_size=150, final=20),
-    # ~17 min on one idle core (benchmarks/sharing.py, "Tries"): 1,000 uniform steps, then 50 rounds of 90 steps
-    # and 20 children; the search's lr (0.1), F = 8, BN statistics per reward minibatch.
+    # 11.8 min on one core (benchmarks/results/sharing.md): 1,000 uniform steps, then 50 rounds of 90 steps and
+    # 20 children; the search's lr (0.1), F = 8, BN statistics per reward minibatch. Its weights stay at chance
+    # (README, "Weight-sharing search").
     "laptop-ws": SharingConfig(shared_steps=90, children=20, reward_batch_size=128, final=20, uniform_steps=1000),
     "cifar10-ws": SharingConfig(shared_steps=45_000 // 160, children=300, reward_batch_size=160, final=100, threads=4),
 }

@@ -65,10 +65,11 @@ def genotype_pool(vary: str, pool: int, seed: int, ops: int = len(OPS)) -> list[
     drawn = [random_genotype(seed * 10_000 + i) for i in range(pool)]
     sep = lambda: "sep_conv_3x3"  # noqa: E731
     rngs = [random.Random(seed * 10_000 + i) for i in range(pool)]
+    choices = OPS if ops == len(OPS) else PROBE_OPS[:ops]  # OPS: the pools of the results before --ops existed
     if vary == "ops":
-        return [rewired(drawn[0], lambda r=r: r.choice(PROBE_OPS[:ops])) for r in rngs]
+        return [rewired(drawn[0], lambda r=r: r.choice(choices)) for r in rngs]
     if ops < len(OPS) and vary in ("all", "outputs", "outputs-add"):
-        drawn = [rewired(g, lambda r=r: r.choice(PROBE_OPS[:ops])) for g, r in zip(drawn, rngs, strict=True)]
+        drawn = [rewired(g, lambda r=r: r.choice(choices)) for g, r in zip(drawn, rngs, strict=True)]
     changes = dict(wiring=dict(draw=sep), inputs=dict(draw=sep, add=True, every=True), outputs=dict(every=True))
     changes["outputs-add"] = dict(add=True, every=True)
     return [rewired(g, **changes[vary]) for g in drawn] if vary in changes else drawn

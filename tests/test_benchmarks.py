@@ -124,3 +124,16 @@ def test_the_sharing_probe_pools_draw_their_ops_from_the_first_n_probe_ops():
     assert ops(genotype_pool("ops", 30, 0, 1)) == {PROBE_OPS[0]}
     assert genotype_pool("all", 30, 0) == genotype_pool("all", 30, 0, len(PROBE_OPS))  # 13: uniform genotypes
     assert len(ops(genotype_pool("all", 30, 0))) == len(PROBE_OPS)
+
+
+def test_the_sharing_probe_with_all_13_ops_draws_as_before_the_option_existed():
+    import random
+
+    from nasnet_zoo.search.space import random_genotype
+
+    from benchmarks.sharing_probe import genotype_pool, rewired
+    from nasnet_zoo.genotype import OPS
+
+    rngs = [random.Random(i) for i in range(3)]  # seed 0: genotype i is drawn with seed i
+    before = [rewired(random_genotype(0), lambda r=r: r.choice(OPS)) for r in rngs]
+    assert genotype_pool("ops", 3, 0) == before

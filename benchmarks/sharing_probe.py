@@ -10,7 +10,8 @@ the readers see the same parts). ``--ops N`` (each entry a run; default 13): the
 ``outputs*`` pools are drawn from the first N of `PROBE_OPS` only (fewer edges per (block, input state), each trained
 more often). Reported: the mean training loss of the first and last 50 steps and of each fifth of the run (ln 10 = 2.30
 is chance for ten classes) and the mean validation accuracy of up to four pool genotypes on 768 validation images (BN
-statistics per batch). Runs on ``--workers`` processes of one thread; results to ``--out`` (``STEM.json`` and ``.md``,
+statistics per batch). ``--optimizers``: SGD with the task's momentum (default) or Adam, each entry a run. Runs on
+``--workers`` processes of one thread; results to ``--out`` (``STEM.json`` and ``.md``,
 ``--stem`` default ``sharing-probe``).
 """
 
@@ -30,7 +31,15 @@ from typing import Any
 import torch
 from nasnet_zoo.search.fidelity import machine
 from nasnet_zoo.search.presets import PRESETS
-from nasnet_zoo.search.shared_training import Stream, score, shared_step, task_data
+from nasnet_zoo.search.shared_training import (
+    OPTIMIZERS,
+    SharingConfig,
+    Stream,
+    make_optimizer,
+    score,
+    shared_step,
+    task_data,
+)
 from nasnet_zoo.search.space import random_genotype
 from nasnet_zoo.search.supernet_state import build_supernet
 
@@ -76,26 +85,28 @@ def genotype_pool(vary: str, pool: int, seed: int, ops: int = len(OPS)) -> list[
 
 
 def probe(
-    preset: str, pool: int, lr: float, steps: int, seed: int, vary: str = "all", ops: int = len(OPS)
-) -> dict[str, Any]:
+    preset: str, pool: int, lr: float, steps: int, seed: int, vary: str = "all", ops: int = len(OPS),
+    optimizer: str = "sgd",
+) -> dict[str, Any]:  # fmt: skip
     """One supernet trained on a pool of genotypes; its losses and its validation accuracy."""
     torch.set_num_threads(1)
     task = PRESETS[preset].task
     torch.manual_seed(seed)
     supernet = build_supernet(task)
     train, val = task_data(task)
-    optimizer = torch.optim.SGD(supernet.parameters(), lr=lr, momentum=task.momentum)
+    opt = make_optimizer(SharingConfig(optimizer=optimizer, lr=lr), supernet, lr, task.momentum)
     batches = Stream(train, task.batch_size, seed, torch.device("cpu"))
     genotypes = genotype_pool(vary, pool, seed, ops)
     rng, losses = random.Random(seed), []
     for step in range(steps):
         x, y = batches.batch(step)
-        losses.append(shared_step(supernet, optimizer, genotypes[rng.randrange(pool)], x, y, lr,
+        losses.append(shared_step(supernet, opt, genotypes[rng.randrange(pool)], x, y, lr,
                                   task.weight_decay, 5.0))  # fmt: skip
     held_out = list(Stream(val, 256, seed + 1, torch.device("cpu")).all(256))[:3]
     accs = [score(supernet, g, held_out, bn="batch") for g in genotypes[:4]]
     fifths = [losses[k * steps // 5 : (k + 1) * steps // 5] for k in range(5)]
-    return dict(vary=vary, ops=ops, pool=pool, lr=lr, steps=steps, first_loss=sum(losses[:50]) / 50,
+    return dict(vary=vary, ops=ops, optimizer=optimizer, pool=pool, lr=lr, steps=steps,
+                first_loss=sum(losses[:50]) / 50,
                 last_loss=sum(losses[-50:]) / 50, fifths=[sum(f) / len(f) for f in fifths if f],
                 val_acc=sum(accs) / len(accs))  # fmt: skip
 
@@ -116,23 +127,26 @@ def main(argv: list[str] | None = None) -> None:
         metavar="N",
         help="draw the ops from the first N of PROBE_OPS (each entry a run)",
     )
+    ap.add_argument("--optimizers", nargs="+", choices=OPTIMIZERS, default=["sgd"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--stem", default="sharing-probe")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args(argv)
     with ProcessPoolExecutor(args.workers) as ex:
-        futures = [ex.submit(probe, args.preset, p, lr, args.steps, args.seed, v, k)
-                   for v in args.vary for k in args.ops for lr in args.lrs for p in args.pools]  # fmt: skip
+        futures = [ex.submit(probe, args.preset, p, lr, args.steps, args.seed, v, k, o)
+                   for o in args.optimizers for v in args.vary for k in args.ops for lr in args.lrs
+                   for p in args.pools]  # fmt: skip
         rows = [f.result() for f in futures]
     command = "python -m benchmarks.sharing_probe " + shlex.join(argv if argv is not None else sys.argv[1:])
     result = dict(command=command, machine=machine(), preset=args.preset, rows=rows)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     numbers = ("first_loss", "last_loss", "val_acc")
-    cells = [[r["vary"], r["ops"], r["pool"], r["lr"], r["steps"], *(f"{r[k]:.3f}" for k in numbers),
+    cells = [[r["vary"], r["ops"], r["optimizer"], r["pool"], r["lr"], r["steps"], *(f"{r[k]:.3f}" for k in numbers),
               " / ".join(f"{v:.2f}" for v in r["fifths"])] for r in rows]  # fmt: skip
-    head = ["vary", "ops", "genotypes", "lr", "steps", "loss, first 50", "loss, last 50", "val acc", "loss by fifth"]
+    head = ["vary", "ops", "optimizer", "genotypes", "lr", "steps", "loss, first 50", "loss, last 50", "val acc",
+            "loss by fifth"]  # fmt: skip
     table = format_table(cells, head)
     text = "\n".join(["# Do shared weights learn across genotypes?", "",
                       f"`{command}`; " + ", ".join(f"{k} {v}" for k, v in result["machine"].items()), "",

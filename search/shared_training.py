@@ -23,6 +23,7 @@ from nasnet_zoo.runtime import derive_seed
 from .supernet import Supernet
 
 BN_MODES = ("batch", "recalibrate", "running")
+OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,10 @@ class SharingConfig:
     """How a preset's supernet is trained and its children rewarded (see the module docstring). The SGD settings
     (momentum, weight decay, batch) are the preset task's (`tasks.ChildTraining`), the peak lr too unless ``lr``
     says otherwise; lr warms up linearly over ``lr_warmup`` steps, then follows one cosine over the run's shared
-    steps; gradients are clipped to a global norm of 5 after TF-style L2, as `train.fit`.
+    steps; gradients are clipped to a global norm of 5 after TF-style L2, as `train.fit`. ``optimizer="adam"``
+    (Adam, its default betas) replaces SGD for the shared weights: each edge is trained by a fraction of the steps
+    (1/13 of those that use its block and input), and Adam's per-weight step size does not shrink with that
+    fraction (README, "Weight-sharing search"); ``lr`` must then be given.
 
     ``uniform_steps`` shared steps come before the first round, each on a uniformly drawn genotype (the
     algorithm neither proposes nor learns meanwhile): weights that every child can use before the controller
@@ -42,6 +46,7 @@ class SharingConfig:
     reward_batches: int = 1
     reward_batch_size: int = 128
     bn: str = "batch"
+    optimizer: str = "sgd"
     recalibrate_batches: int = 2
     final: int = 20
     clip_grad_norm: float = 5.0
@@ -54,6 +59,10 @@ class SharingConfig:
     def __post_init__(self) -> None:
         if self.bn not in BN_MODES:
             raise ConfigError(f"unknown BN mode {self.bn!r}; use one of {BN_MODES}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; use one of {OPTIMIZERS}")
+        if self.optimizer != "sgd" and self.lr is None:
+            raise ConfigError(f"optimizer {self.optimizer!r} needs an lr (the task's is SGD's)")
         for name in ("shared_steps", "children", "reward_batches", "reward_batch_size", "final", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -108,6 +117,13 @@ class Stream:
     def all(self, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for j in range(0, len(self.data), batch_size):
             yield _take(self.data, torch.arange(j, min(j + batch_size, len(self.data))), self.device)
+
+
+def make_optimizer(config: SharingConfig, supernet: Supernet, lr: float, momentum: float) -> torch.optim.Optimizer:
+    """The optimizer of the shared weights: SGD with the task's momentum, or Adam (``config.optimizer``)."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(supernet.parameters(), lr=lr)
+    return torch.optim.SGD(supernet.parameters(), lr=lr, momentum=momentum)
 
 
 # --- the two steps ---------------------------------------------------------------------------------------------

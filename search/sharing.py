@@ -2,7 +2,7 @@
 
 A run alternates rounds of
 
-(a) ``shared_steps`` SGD steps on the supernet's weights, each on one training minibatch and one genotype the
+(a) ``shared_steps`` SGD (or Adam) steps on the supernet's weights, each on one training minibatch and one genotype the
     algorithm proposes (the controller's current policy for PPO and REINFORCE; uniform for ``random``, which is
     random search with weight sharing, Li & Talwalkar's RS-WS);
 (b) ``children`` rewarded children: distinct cells the algorithm proposes (a cell rewarded already is drawn
@@ -21,7 +21,7 @@ first; ``running`` uses the running averages shared by every child.
 Files, for ``OUT/<algo>-ws-seed<S>/`` (one process holds it, `nasnet_zoo.files.RunLock`):
 
 * ``search/``: the search's run folder (`runfolder.RunFolder`): run.json, journal.jsonl (one line per rewarded
-  child, the stand-alone search's format plus ``phase`` and ``step``), state.pt (supernet, SGD, algorithm, at the
+  child, the stand-alone search's format plus ``phase`` and ``step``), state.pt (supernet, optimizer, algorithm, at the
   start of a round), and search.png.
 * ``run.json`` and ``journal.jsonl``: the derive step's cells. So `report.write_outputs` (best.json, topk.json,
   search.png, summary.md in OUT) and ``retrain`` rank cells on the final weights and the whole validation split,
@@ -53,7 +53,7 @@ from . import report
 from .loop import MAX_DRAWS, SearchResult
 from .presets import PRESETS, SearchConfig, make_algorithm, task_dict
 from .runfolder import RunFolder
-from .shared_training import SharingConfig, Stream, score, shared_step, task_data
+from .shared_training import SharingConfig, Stream, make_optimizer, score, shared_step, task_data
 from .space import NUM_BLOCKS, Proposal, canonical_hash, decode, random_genotype
 from .supernet_state import build_supernet, load_supernet, pack, unpack
 
@@ -63,10 +63,12 @@ __all__ = ["SHARING", "build_supernet", "load_supernet", "run_name", "run_sharin
 #: Presets of `presets.PRESETS` that search by weight sharing (the `search` command dispatches on this table).
 SHARING: dict[str, SharingConfig] = {
     "digits-ws": SharingConfig(shared_steps=50, children=20, reward_batches=1, reward_batch_size=150, final=20),
-    # 11.8 min on one core (benchmarks/results/sharing.md): 1,000 uniform steps, then 50 rounds of 90 steps and
-    # 20 children; the search's lr (0.1), F = 8, BN statistics per reward minibatch. Its weights stay at chance
-    # (README, "Weight-sharing search").
-    "laptop-ws": SharingConfig(shared_steps=90, children=20, reward_batch_size=128, final=20, uniform_steps=1000),
+    # 12.7 min on one core (benchmarks/results/sharing.md): 1,000 uniform steps, then 50 rounds of 90 steps and
+    # 20 children; Adam at lr 1e-3 (with SGD at the search's lr 0.1 the weights stayed at chance: README,
+    # "Weight-sharing search"), F = 8, BN statistics per reward minibatch.
+    "laptop-ws": SharingConfig(
+        shared_steps=90, children=20, reward_batch_size=128, final=20, uniform_steps=1000, optimizer="adam", lr=1e-3
+    ),
     "cifar10-ws": SharingConfig(shared_steps=45_000 // 160, children=300, reward_batch_size=160, final=100, threads=4),
 }
 
@@ -91,7 +93,7 @@ class _Run:
         torch.manual_seed(derive_seed(config.seed, 1 << 30))  # the supernet's initial weights
         self.supernet = build_supernet(task, num_blocks, self.sharing.filters).to(device)
         self.lr = self.sharing.lr or task.lr
-        self.optimizer = torch.optim.SGD(self.supernet.parameters(), lr=self.lr, momentum=task.momentum)
+        self.optimizer = make_optimizer(self.sharing, self.supernet, self.lr, task.momentum)
         train, val = task_data(task)
         self.train = Stream(train, task.batch_size, config.seed, device)
         self.val = Stream(val, self.sharing.reward_batch_size, config.seed, device)
@@ -132,9 +134,11 @@ class _Run:
         self.finals, complete, size = self.final.journal.read()
         self.final.journal.continue_after(complete, size)
         self.supernet.load_state_dict(unpack(state["supernet"]))
-        momentum = unpack(state["optimizer"]["momentum"])
-        self.optimizer.load_state_dict({"state": {int(i): {"momentum_buffer": t} for i, t in momentum.items()},
-                                        "param_groups": state["optimizer"]["param_groups"]})  # fmt: skip
+        slots: dict[int, dict[str, torch.Tensor]] = {}
+        for key, t in unpack(state["optimizer"]["slots"]).items():
+            i, name = key.split(".", 1)
+            slots.setdefault(int(i), {})[name] = t
+        self.optimizer.load_state_dict({"state": slots, "param_groups": state["optimizer"]["param_groups"]})
         self.algorithm.load_state_dict(state["algorithm"])
         self.step, self.round, self.next_child = state["step"], state["round"], state["next_child"]
         self.phase, self.elapsed, self.seconds = state["phase"], state["elapsed"], state["seconds"]
@@ -154,11 +158,9 @@ class _Run:
         })  # fmt: skip
 
     def _optimizer_state(self) -> dict[str, Any]:
-        state = self.optimizer.state_dict()
-        momentum = {
-            str(i): s["momentum_buffer"] for i, s in state["state"].items() if s.get("momentum_buffer") is not None
-        }
-        return {"momentum": pack(momentum), "param_groups": state["param_groups"]}
+        state = self.optimizer.state_dict()  # per weight: SGD's momentum buffer, Adam's moments and step count
+        slots = {f"{i}.{name}": t for i, s in state["state"].items() for name, t in s.items() if t is not None}
+        return {"slots": pack(slots), "param_groups": state["param_groups"]}
 
     # -- proposals --
     def propose(self) -> Proposal:

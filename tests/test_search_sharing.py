@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -13,6 +14,7 @@ from nasnet_zoo.search.shared_training import SharingConfig, Stream, score, task
 from nasnet_zoo.search.space import random_genotype
 from nasnet_zoo.search.tasks import DigitsTask
 
+from nasnet_zoo.errors import ConfigError
 from nasnet_zoo.genotype import NASNET_A, Genotype
 from nasnet_zoo.runtime import torch_threads
 
@@ -183,6 +185,38 @@ def test_resume_inside_the_uniform_warm_up_loses_nothing(tmp_path, monkeypatch, 
     monkeypatch.setattr(sharing, "shared_step", real)
     _run(tmp_path / "cut", budget=6, resume=True)
     assert _lines(tmp_path / "cut") == expected
+
+
+def test_adam_trains_the_shared_weights_and_its_moments_survive_a_resume(tmp_path, monkeypatch, one_thread):
+    """With ``optimizer="adam"`` a resumed run ends with the very weights of an uninterrupted one (Adam's moments
+    and step counts are checkpointed, not restarted)."""
+    monkeypatch.setitem(sharing.SHARING, "digits-ws", dataclasses.replace(TINY, optimizer="adam", lr=0.01))
+    _run(tmp_path / "straight")
+    real, calls = sharing.shared_step, []
+
+    def dying(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:  # in the second round: the checkpoint holds three steps' moments
+            raise Stop
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sharing, "shared_step", dying)
+    with pytest.raises(Stop):
+        _run(tmp_path / "cut")
+    monkeypatch.setattr(sharing, "shared_step", real)
+    _run(tmp_path / "cut", resume=True)
+    assert _lines(tmp_path / "cut") == _lines(tmp_path / "straight")
+    straight, _ = sharing.load_supernet(tmp_path / "straight" / "ppo-ws-seed0")
+    cut, _ = sharing.load_supernet(tmp_path / "cut" / "ppo-ws-seed0")
+    pairs = zip(straight.state_dict().values(), cut.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_an_optimizer_other_than_sgd_needs_its_own_lr():
+    with pytest.raises(ConfigError, match="needs an lr"):
+        SharingConfig(optimizer="adam")
+    with pytest.raises(ConfigError, match="unknown optimizer"):
+        SharingConfig(optimizer="lamb", lr=0.1)
 
 
 def test_the_benchmark_scores_a_fidelity_measurements_cells_on_the_trained_supernet(tmp_path, tiny, one_thread):

@@ -42,6 +42,10 @@ reward minibatches, on the F = 4 try's weights (results/sharing-tune.md): tau be
 significant, at 66-810 ms per reward; on weights at chance they cannot be told apart, so laptop-ws keeps the
 cheapest, ENAS's (per-batch statistics, one minibatch of 128). laptop-ws takes the second row's settings, scaled to
 its 20 minutes (about 8x the steps): see its comment in `search.sharing.SHARING`.
+
+All of these tries trained the shared weights with SGD. laptop-ws now trains them with Adam at lr 1e-3, and they
+learn (results/sharing.md; why, in the README's "Weight-sharing search"); the switches measured again on those
+trained weights are in results/sharing-switches.md.
 """
 
 from __future__ import annotations

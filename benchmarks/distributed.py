@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.measure import load_note
 from nasnet_zoo.table import format_table
 from nasnet_zoo.train import TrainConfig, distributed, fit
 from nasnet_zoo.train.batches import Batches
@@ -162,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "distributed.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "distributed.md").write_text(
         f"# Data-parallel scaling and the loader\n\n`{command.strip()}`, {machine['date']}, {machine['cpu']}, "
-        f"{machine['cpus']} CPUs, load average {load_before[0]:.1f} before and {machine['load_average_after'][0]:.1f} "
-        "after (a machine shared with other work).\n\n"
+        f"{machine['cpus']} CPUs, {load_note(load_before[0], machine['load_average_after'][0])}.\n\n"
         f"`fit` on gloo replicas under torchrun: NASNet CIFAR layout N = 1, F = 16 on 16x16 digits, global batch "
         f"{CONFIG.batch_size}, the last of {args.epochs} epochs timed.\n\n{scale}\n\n"
         f"The ImageNet loader ({args.images} 256x256 JPEGs, decode + training augmentation at 224, batches of 16) "

@@ -34,6 +34,13 @@ from torch import nn
 from .models import Config
 
 
+def load_note(before: float, after: float) -> str:
+    """The one-minute load averages around a measurement, for its report; a load of 0.5 or more before it began
+    means other work was running (during it, the measurement's own processes add to the load)."""
+    shared = " (other work was running when it began)" if before >= 0.5 else ""
+    return f"load average {before:.1f} before and {after:.1f} after{shared}"
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -31,6 +31,7 @@ import torch
 from nasnet_zoo.search.evaluators import make_evaluator
 from nasnet_zoo.search.loop import PRESETS, SearchConfig, run_search
 
+from benchmarks.measure import load_note
 from nasnet_zoo.table import format_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -132,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     task = PRESETS["cpu-digits"].task
     (args.out / "search.md").write_text(
         f"# Search throughput on cpu-digits\n\n`python -m benchmarks.search --budget {args.budget}`, "
-        f"{machine['date']}, {machine['cpus']} CPUs, load average {load_before[0]:.1f} before and "
-        f"{machine['load_average_after'][0]:.1f} after (a machine shared with other work).\n\n"
+        f"{machine['date']}, {machine['cpus']} CPUs, {load_note(load_before[0], machine['load_average_after'][0])}."
+        "\n\n"
         f"Children: the CIFAR layout with N = {task.num_cells // 3}, F = {task.filters}, {task.epochs} epochs on "
         f"the bundled digits, one torch thread each; PPO with the paper's settings (one update per 20 children).\n\n"
         + table

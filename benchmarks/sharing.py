@@ -70,6 +70,7 @@ from nasnet_zoo.search.loop import PRESETS, SearchConfig
 from nasnet_zoo.search.shared_training import Stream, score, shared_step, task_data
 from nasnet_zoo.search.space import random_genotype
 
+from benchmarks.measure import load_note
 from nasnet_zoo.complexity import count_mult_adds
 from nasnet_zoo.genotype import Genotype
 from nasnet_zoo.runtime import derive_seed, torch_threads
@@ -328,8 +329,7 @@ def report(command: str, machine: dict[str, Any], results: dict[str, Any]) -> st
     load = machine["load_average_before"][0], machine["load_average_after"][0]
     lines = [
         f"# Weight-sharing search\n\n`{command}`, {machine['date']}, {machine['processor']}, {machine['cpus']} CPUs, "
-        f"{machine['threads']} torch thread(s), load average {load[0]:.1f} before and {load[1]:.1f} after (a machine "
-        "shared with other work).\n"
+        f"{machine['threads']} torch thread(s), {load_note(*load)}.\n"
     ]
     if "steps" in results:
         s = results["steps"]

@@ -137,3 +137,10 @@ def test_the_sharing_probe_with_all_13_ops_draws_as_before_the_option_existed():
     rngs = [random.Random(i) for i in range(3)]  # seed 0: genotype i is drawn with seed i
     before = [rewired(random_genotype(0), lambda r=r: r.choice(OPS)) for r in rngs]
     assert genotype_pool("ops", 3, 0) == before
+
+
+def test_a_report_says_other_work_was_running_only_when_the_load_before_says_so():
+    from benchmarks.measure import load_note
+
+    assert load_note(0.1, 1.0) == "load average 0.1 before and 1.0 after"
+    assert load_note(1.7, 2.6).endswith("(other work was running when it began)")

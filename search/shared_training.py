@@ -1,5 +1,6 @@
-"""The two steps of weight-sharing training, and the data they read: an SGD step of one sub-network's weights on
-a training minibatch, and a reward (the sub-network's accuracy) that leaves the supernet as it was.
+"""The two steps of weight-sharing training, and the data they read: an optimizer step (SGD or Adam) of one
+sub-network's weights on a training minibatch, and a reward (the sub-network's accuracy) that leaves the supernet
+as it was.
 
 `SharingConfig` holds the switches (`sharing` runs them); `Stream` gives the minibatch of any global step without
 an iterator to checkpoint; `task_data` the splits of a search task.
@@ -131,7 +132,7 @@ def shared_step(
     supernet: Supernet, optimizer: torch.optim.Optimizer, genotype: Genotype, x: torch.Tensor, y: torch.Tensor,
     lr: float, weight_decay: float, clip: float,
 ) -> float:  # fmt: skip
-    """One SGD step of the weights ``genotype`` uses; returns the loss (a non-finite loss leaves them alone)."""
+    """One optimizer step of the weights ``genotype`` uses; returns the loss (a non-finite loss leaves them alone)."""
     if not supernet.training:
         supernet.train()
     loss = F.cross_entropy(supernet(x, genotype), y)

@@ -202,6 +202,7 @@ def test_finetune_export_publishes_and_round_trips(offline, tmp_path, capsys):
         "--workers",
         "0",
         "--no-pretrained",
+        "--channels-last",  # the export writes contiguous tensors (safetensors refuses channels_last ones)
     ]
     assert main(["finetune", "nasnet_cifar", str(tmp_path / "pets"), *tiny, "--out", str(tmp_path / "run")]) == 0
     export = tmp_path / "run" / "model"

@@ -18,6 +18,7 @@ loads after ``import nasnet_zoo`` (`load` reads it; a `Weights` value calls the 
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import tempfile
@@ -25,6 +26,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import torch
 from huggingface_hub import CommitInfo, HfApi
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
@@ -76,6 +78,8 @@ def save_hub_folder(
             if len(names) != model.num_classes:
                 raise ConfigError(f"{len(names)} label names for a model with {model.num_classes} outputs")
             config["label_names"] = list(names)
+        if not all(t.is_contiguous() for t in model.state_dict().values()):  # channels_last: safetensors refuses
+            model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
         save_for_hf(model, staging, model_config=config, model_args=model_args or {}, safe_serialization=True)
         tensors = {k: v for k, v in model.state_dict().items() if not k.startswith("aux_head.")}
         save_safetensors(tensors, staging / HUB_FILENAME, metadata={"format": "pt", **metadata})

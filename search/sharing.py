@@ -29,7 +29,9 @@ Files, for ``OUT/<algo>-ws-seed<S>/`` (one process holds it, `nasnet_zoo.files.R
 
 Resume (kill -9 at any moment included): the round in progress restarts from its checkpoint and runs again
 exactly (seeded per step and per child); its children already journaled are not rewarded again, their lines are
-checked and replayed into the algorithm. Nothing journaled is lost or counted twice.
+checked and replayed into the algorithm. Nothing journaled is lost or counted twice. A run stopped by its
+``max_minutes`` checkpoints where it stopped (between two steps or children), with the time spent, and resumes
+from there.
 """
 
 from __future__ import annotations
@@ -350,10 +352,10 @@ def _loop(run: _Run, progress: bool) -> SearchResult:
             run.checkpoint()
         if finished and not run.derive(deadline, clock, done):
             finished = False
-        if not finished:
-            run.notes.append(
-                f"stopped after {run.config.max_minutes} minutes; --resume continues the round in progress"
-            )
+        if not finished:  # out of time between two steps or children: a clean point to checkpoint
+            run.elapsed_now(clock)
+            run.checkpoint()
+            run.notes.append(f"stopped after {run.config.max_minutes} minutes; --resume continues from here")
     finally:
         if bar is not None:
             bar.close()

@@ -17,6 +17,7 @@ from nasnet_zoo.search.tasks import DigitsTask
 from nasnet_zoo.errors import ConfigError
 from nasnet_zoo.genotype import NASNET_A, Genotype
 from nasnet_zoo.runtime import torch_threads
+from tests.helpers import DEVICES
 
 TASK = DigitsTask(filters=4, batch_size=32)  # a small supernet: 3 cells of F = 4
 TINY = SharingConfig(shared_steps=3, children=3, reward_batch_size=40, final=2)
@@ -28,22 +29,22 @@ def tiny(monkeypatch):
     monkeypatch.setitem(sharing.SHARING, "digits-ws", TINY)
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory):
-    """An uninterrupted run: its folder and its journal lines."""
+@pytest.fixture(scope="module", params=DEVICES)
+def straight(tmp_path_factory, request):
+    """An uninterrupted run on each device: its folder, its journal lines and the device."""
     out, kept = tmp_path_factory.mktemp("straight"), sharing.SHARING["digits-ws"]
     sharing.SHARING["digits-ws"] = TINY
     try:
         with torch_threads(1):
-            _run(out)
+            _run(out, device=request.param)
     finally:
         sharing.SHARING["digits-ws"] = kept
-    return out, _lines(out)
+    return out, _lines(out), request.param
 
 
-def _run(out, resume=False, algo="ppo", budget=7):
+def _run(out, resume=False, algo="ppo", budget=7, device="cpu"):
     config = SearchConfig(preset="digits-ws", algo=algo, budget=budget, out=out, resume=resume, task=TASK)
-    return sharing.run_sharing(config, device="cpu")
+    return sharing.run_sharing(config, device=device)
 
 
 def _lines(out, algo="ppo"):
@@ -78,7 +79,7 @@ class Stop(Exception):
                          ids=["mid-round", "in-the-derive-step", "in-shared-steps"])  # fmt: skip
 def test_resume_after_an_interruption_loses_nothing_and_repeats_nothing(tmp_path, tiny, monkeypatch, one_thread,
                                                                         straight, where, at):  # fmt: skip
-    expected = straight[1]
+    _, expected, device = straight
 
     name = {"reward": "score", "shared": "shared_step"}[where]
     real, calls = getattr(sharing, name), []
@@ -91,7 +92,7 @@ def test_resume_after_an_interruption_loses_nothing_and_repeats_nothing(tmp_path
 
     monkeypatch.setattr(sharing, name, dying)
     with pytest.raises(Stop):
-        _run(tmp_path / "cut")
+        _run(tmp_path / "cut", device=device)
     monkeypatch.setattr(sharing, name, real)
     journaled = len(_lines(tmp_path / "cut"))
     assert 0 < journaled < len(expected)
@@ -102,10 +103,28 @@ def test_resume_after_an_interruption_loses_nothing_and_repeats_nothing(tmp_path
 
     rewarded = []
     monkeypatch.setattr(sharing, "score", lambda *a, **k: rewarded.append(1) or score(*a, **k))
-    _run(tmp_path / "cut", resume=True)
+    _run(tmp_path / "cut", resume=True, device=device)
     assert _lines(tmp_path / "cut") == expected  # the same children, rewards and policy, child for child
     assert journal.read_bytes().startswith(before)  # nothing journaled was dropped or rewritten
     assert len(rewarded) == len(expected) - journaled  # and nothing rewarded twice
+
+
+def test_a_run_stopped_by_its_time_budget_checkpoints_there_and_resumes_to_the_uninterrupted_run(
+    tmp_path, tiny, one_thread, straight, monkeypatch
+):
+    """``max_minutes`` stops between two steps or children; the stop is checkpointed with the time spent, so a
+    resume continues from there (nothing redone) and ends where an uninterrupted run ends."""
+    _, expected, device = straight
+    config = SearchConfig(preset="digits-ws", budget=7, out=tmp_path, task=TASK, max_minutes=0.05 / 60)
+    sharing.run_sharing(config, device=device)
+    timing = json.loads((tmp_path / "ppo-ws-seed0" / "search" / "timing.json").read_text())
+    assert timing["elapsed"] >= 0.05 and timing["shared_steps"] + timing["children"] > 0
+    assert len(_lines(tmp_path)) < len(expected)
+    steps, real = [], sharing.shared_step
+    monkeypatch.setattr(sharing, "shared_step", lambda *a, **k: steps.append(1) or real(*a, **k))
+    sharing.run_sharing(dataclasses.replace(config, resume=True, max_minutes=60), device=device)
+    assert _lines(tmp_path) == expected
+    assert timing["shared_steps"] + len(steps) == 9  # no step done twice
 
 
 def test_rs_ws_samples_uniformly_and_reinforce_uses_the_same_controller(tmp_path, tiny, one_thread):
@@ -187,11 +206,12 @@ def test_resume_inside_the_uniform_warm_up_loses_nothing(tmp_path, monkeypatch, 
     assert _lines(tmp_path / "cut") == expected
 
 
-def test_adam_trains_the_shared_weights_and_its_moments_survive_a_resume(tmp_path, monkeypatch, one_thread):
+@pytest.mark.parametrize("device", DEVICES)
+def test_adam_trains_the_shared_weights_and_its_moments_survive_a_resume(tmp_path, monkeypatch, one_thread, device):
     """With ``optimizer="adam"`` a resumed run ends with the very weights of an uninterrupted one (Adam's moments
     and step counts are checkpointed, not restarted)."""
     monkeypatch.setitem(sharing.SHARING, "digits-ws", dataclasses.replace(TINY, optimizer="adam", lr=0.01))
-    _run(tmp_path / "straight")
+    _run(tmp_path / "straight", device=device)
     real, calls = sharing.shared_step, []
 
     def dying(*args, **kwargs):
@@ -202,9 +222,9 @@ def test_adam_trains_the_shared_weights_and_its_moments_survive_a_resume(tmp_pat
 
     monkeypatch.setattr(sharing, "shared_step", dying)
     with pytest.raises(Stop):
-        _run(tmp_path / "cut")
+        _run(tmp_path / "cut", device=device)
     monkeypatch.setattr(sharing, "shared_step", real)
-    _run(tmp_path / "cut", resume=True)
+    _run(tmp_path / "cut", resume=True, device=device)
     assert _lines(tmp_path / "cut") == _lines(tmp_path / "straight")
     straight, _ = sharing.load_supernet(tmp_path / "straight" / "ppo-ws-seed0")
     cut, _ = sharing.load_supernet(tmp_path / "cut" / "ppo-ws-seed0")

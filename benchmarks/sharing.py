@@ -70,7 +70,7 @@ from nasnet_zoo.search.loop import PRESETS, SearchConfig
 from nasnet_zoo.search.shared_training import Stream, score, shared_step, task_data
 from nasnet_zoo.search.space import random_genotype
 
-from benchmarks.measure import load_note
+from benchmarks.measure import load_note, sync
 from nasnet_zoo.complexity import count_mult_adds
 from nasnet_zoo.genotype import Genotype
 from nasnet_zoo.runtime import derive_seed, torch_threads
@@ -89,20 +89,21 @@ def _median_time(fn: Any, rounds: int) -> float:
     return statistics.median(times)
 
 
-def steps(preset: str, genotypes: int, rounds: int = 3) -> dict[str, Any]:
-    """Section 1: supernet vs stand-alone, per minibatch, on the same genotypes and batches."""
-    task = PRESETS[preset].task
+def steps(preset: str, genotypes: int, rounds: int = 3, device: str = "cpu", task: Any = None) -> dict[str, Any]:
+    """Section 1: supernet vs stand-alone, per minibatch, on the same genotypes and batches (``task``: the preset's
+    unless given, e.g. with a data folder)."""
+    task = task or PRESETS[preset].task
     train, val = task_data(task)
-    cpu = torch.device("cpu")
-    x, y = Stream(train, task.batch_size, 0, cpu).batch(0)
-    xv, yv = Stream(val, sharing.SHARING[preset].reward_batch_size, 0, cpu).batch(0)
-    supernet = sharing.build_supernet(task, filters=sharing.SHARING[preset].filters)
+    dev = torch.device(device)
+    x, y = Stream(train, task.batch_size, 0, dev).batch(0)
+    xv, yv = Stream(val, sharing.SHARING[preset].reward_batch_size, 0, dev).batch(0)
+    supernet = sharing.build_supernet(task, filters=sharing.SHARING[preset].filters).to(dev)
     optimizer = torch.optim.SGD(supernet.parameters(), lr=task.lr, momentum=task.momentum)
     rows = [_time_genotype(task, supernet, optimizer, random_genotype(1000 + i), (x, y), (xv, yv), rounds)
             for i in range(genotypes)]  # fmt: skip
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     return dict(
-        preset=preset, genotypes=genotypes, train_batch=task.batch_size, reward_batch=len(yv), **med,
+        preset=preset, device=device, genotypes=genotypes, train_batch=task.batch_size, reward_batch=len(yv), **med,
         shared_over_child_step=med["shared_step"] / med["child_step"],
         reward_over_child_forward=med["reward"] / med["child_forward"],
         supernet_parameters=sum(p.numel() for p in supernet.parameters()),
@@ -112,9 +113,10 @@ def steps(preset: str, genotypes: int, rounds: int = 3) -> dict[str, Any]:
 def _time_genotype(
     task: Any, supernet: Any, optimizer: Any, g: Genotype, train: tuple, val: tuple, rounds: int
 ) -> dict[str, float]:
-    """Median seconds of a shared step, a reward, and the stand-alone child's step and forward, round-robin."""
+    """Median seconds of a shared step, a reward, and the stand-alone child's step and forward, round-robin, on
+    the device the batches are on (each call waits for the device)."""
     (x, y), (xv, yv) = train, val
-    child = task.build(g)
+    child = task.build(g).to(x.device)
     child_opt = torch.optim.SGD(child.parameters(), lr=task.lr, momentum=task.momentum)
 
     def child_step() -> None:
@@ -123,11 +125,13 @@ def _time_genotype(
         child_opt.zero_grad()
         loss.backward()
         child_opt.step()
+        sync(x.device)
 
     def child_forward() -> None:
         child.eval()
         with torch.no_grad():
             child(xv)
+        sync(x.device)
 
     fns = {
         "shared_step": lambda: shared_step(supernet, optimizer, g, x, y, task.lr, task.weight_decay, 5.0),

@@ -2,7 +2,8 @@
 
 * `digits`: the bundled real proxy task, scikit-learn's 1,797 handwritten 8x8 digits (needs scikit-learn, the
   ``search`` extra; nothing is downloaded).
-* `cifar10`: CIFAR-10 from a local folder in torchvision's on-disk format (download only when asked).
+* `cifar10`: CIFAR-10 from a local folder in torchvision's on-disk format (download only when asked);
+  `write_random_cifar10` writes random images in that format (tests, throughput benchmarks).
 * `image_folder`: any ``root/CLASS/IMAGE`` folder, optionally labelled through a class map (`read_class_map`).
 * `stratified_split`: a fixed per-class train/validation split (digits, and folders without a ``val/``).
 * Transforms: the paper's CIFAR augmentation (crop 32 from 40, flip, Cutout 16), ImageNet training
@@ -160,6 +161,28 @@ def cifar10(
         classes,
         normalize() if transform is None else transform,
     )
+
+
+def write_random_cifar10(root: str | Path, per_batch: int = 10_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random images and labels in the CIFAR-10 release's format (``root/cifar-10-batches-py/``: five training
+    batches and a test batch of ``per_batch`` images each), read by `cifar10` with ``check_md5=False``: for tests
+    and throughput benchmarks on machines without the dataset (nothing in it can be learnt). Returns the training
+    images (N, 3, 32, 32) and labels."""
+    folder = Path(root) / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    train_x, train_y = [], []
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        x = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        y = [int(v) for v in rng.integers(0, 10, per_batch)]
+        entry = {"batch_label": name, "labels": y, "data": x, "filenames": [f"{i}.png" for i in range(per_batch)]}
+        (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
+        if name != "test_batch":
+            train_x.append(x)
+            train_y += y
+    meta = {"label_names": [f"class{i}" for i in range(10)], "num_cases_per_batch": per_batch}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return np.concatenate(train_x).reshape(-1, 3, 32, 32), np.array(train_y)
 
 
 def _download_cifar10(root: Path) -> None:

@@ -1,4 +1,6 @@
-"""Shared test helpers. Tests run on CPU with 2 threads so timings and numerics match CI."""
+"""Shared test helpers. Tests run on CPU with 2 threads so timings and numerics match CI; on a machine with a
+CUDA device, the tests parametrized over `tests.helpers.DEVICES` run there too, in full fp32 (no TF32) with
+deterministic cuDNN kernels, so that the same tolerances hold."""
 
 from __future__ import annotations
 
@@ -8,6 +10,9 @@ import torch
 from nasnet_zoo.runtime import torch_threads as num_threads
 
 torch.set_num_threads(2)
+if torch.cuda.is_available():
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
 
 
 @pytest.fixture

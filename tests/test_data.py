@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 from nasnet_zoo import data
+from nasnet_zoo.data import write_random_cifar10
 from nasnet_zoo.errors import DataError
 from nasnet_zoo.zoo import create_model
-from tests.helpers import write_fake_cifar, write_image_folder
+from tests.helpers import write_image_folder
 
 
 # --- datasets ---------------------------------------------------------------------------------------------------
@@ -28,7 +29,7 @@ def test_digits_split_is_stratified_and_scaled() -> None:
 
 
 def test_cifar10_reads_torchvision_format(tmp_path: Path) -> None:
-    x, y = write_fake_cifar(tmp_path)
+    x, y = write_random_cifar10(tmp_path, per_batch=4)
     train = data.cifar10(tmp_path, train=True, transform=torch.nn.Identity(), check_md5=False)
     test = data.cifar10(tmp_path, train=False, check_md5=False)
     assert len(train) == 20 and len(test) == 4 and train.classes[3] == "class3"
@@ -41,7 +42,7 @@ def test_cifar10_reads_torchvision_format(tmp_path: Path) -> None:
 def test_cifar10_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="download=True"):
         data.cifar10(tmp_path)
-    write_fake_cifar(tmp_path)
+    write_random_cifar10(tmp_path, per_batch=4)
     with pytest.raises(ValueError, match="md5 mismatch"):  # a fake is not the release
         data.cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(Path("x"), protocol=2))

@@ -14,7 +14,7 @@ from nasnet_zoo import genotype as G
 from nasnet_zoo.genotype import NASNET_A, Block, Genotype
 from nasnet_zoo.network import NASNet
 from nasnet_zoo.zoo import CIFAR
-from tests.helpers import randomize_bn
+from tests.helpers import DEVICES, randomize_bn
 
 CONFIG = dataclasses.replace(CIFAR, num_cells=3, filters=4, drop_path_keep_prob=1.0)
 
@@ -69,24 +69,25 @@ def _reader(target: nn.Module, bn: nn.Module, reader: PartReader, parts: tuple[i
     bn.load_state_dict(reader.bn.state_dict())
 
 
-def _pair(genotype: Genotype, config=CONFIG) -> tuple[Supernet, NASNet]:
+def _pair(genotype: Genotype, config=CONFIG, device: str = "cpu") -> tuple[Supernet, NASNet]:
     torch.manual_seed(0)
     supernet = randomize_bn(Supernet(config, num_classes=10, in_chans=1, num_blocks=5), seed=1)
     nn.init.normal_(supernet.classifier_weight)  # zero at init: a copy of zeros would test nothing
     model = NASNet(genotype, config, num_classes=10, in_chans=1, img_size=9)
     copy_into(model, supernet, genotype)
     supernet.channels_last = model.channels_last = False  # one layout for both: channels_last kernels round apart
-    return supernet, model
+    return supernet.to(device), model.to(device)
 
 
 @pytest.mark.parametrize("genotype", [NASNET_A, MIXED, random_genotype(3), random_genotype(11)],
                          ids=["nasnet-a", "add-and-concat", "random-3", "random-11"])  # fmt: skip
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
-def test_sub_network_equals_the_stand_alone_network_with_the_same_weights(genotype, train, one_thread):
-    supernet, model = _pair(genotype)
+@pytest.mark.parametrize("device", DEVICES)
+def test_sub_network_equals_the_stand_alone_network_with_the_same_weights(genotype, train, device, one_thread):
+    supernet, model = _pair(genotype, device=device)
     supernet.train(train)
     model.train(train)
-    x = torch.randn(3, 1, 9, 9, generator=torch.Generator().manual_seed(2))  # odd size: TF's asymmetric padding
+    x = torch.randn(3, 1, 9, 9, generator=torch.Generator().manual_seed(2)).to(device)  # odd: TF's asymmetric pads
     with torch.no_grad():
         expected = model(x)
         got = supernet(x, genotype)
@@ -104,9 +105,10 @@ def test_the_cases_are_what_they_claim():
     assert any(i >= 2 and MIXED.normal.blocks[i - 2].combine == "concat" for b in MIXED.normal.blocks for i in b.inputs)
 
 
-def test_gradients_reach_the_used_edges_only_and_equal_the_stand_alone_ones(one_thread):
-    supernet, model = _pair(MIXED)
-    x, y = torch.randn(4, 1, 9, 9), torch.randint(0, 10, (4,))
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradients_reach_the_used_edges_only_and_equal_the_stand_alone_ones(device, one_thread):
+    supernet, model = _pair(MIXED, device=device)
+    x, y = torch.randn(4, 1, 9, 9, device=device), torch.randint(0, 10, (4,), device=device)
     nn.functional.cross_entropy(supernet(x, MIXED), y).backward()
     nn.functional.cross_entropy(model(x), y).backward()
     used = {id(p) for m in supernet.used(MIXED) for p in m.parameters()}

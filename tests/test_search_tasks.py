@@ -14,9 +14,9 @@ from nasnet_zoo.search.evaluators import Job, run_job
 from nasnet_zoo.search.space import decode, random_genotype, sample_uniform
 from nasnet_zoo.search.tasks import Cifar10Task, DigitsTask, SyntheticTask
 
+from nasnet_zoo.data import write_random_cifar10
 from nasnet_zoo.genotype import NASNET_A, Block, Cell, Genotype
 from nasnet_zoo.runtime import torch_threads
-from tests.helpers import write_fake_cifar
 
 
 def test_synthetic_has_its_known_optimum() -> None:
@@ -79,7 +79,7 @@ def test_cifar10_child_is_the_papers_and_says_what_data_it_needs(tmp_path: Path)
 
 
 def test_cifar10_child_trains_on_a_local_copy(tmp_path: Path) -> None:
-    write_fake_cifar(tmp_path, per_batch=6)  # 30 training images in torchvision's format
+    write_random_cifar10(tmp_path, per_batch=6)  # 30 training images in torchvision's format
     tiny = Cifar10Task(data_dir=str(tmp_path), num_cells=3, filters=4, epochs=1, batch_size=8, train_size=24,
                        val_size=6, check_md5=False, loader_workers=0)  # fmt: skip
     with torch_threads(1):
@@ -124,7 +124,7 @@ def test_digits_reward_never_reads_the_test_split_and_test_accuracy_only_scores_
 
 
 def test_cifar10_scores_its_test_batch(tmp_path: Path) -> None:
-    write_fake_cifar(tmp_path, per_batch=6)  # 30 training images, 6 test images
+    write_random_cifar10(tmp_path, per_batch=6)  # 30 training images, 6 test images
     tiny = Cifar10Task(data_dir=str(tmp_path), num_cells=3, filters=4, epochs=1, batch_size=8, train_size=24,
                        val_size=6, check_md5=False, loader_workers=0)  # fmt: skip
     test = tiny.split("test")

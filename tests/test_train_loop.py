@@ -18,6 +18,7 @@ from nasnet_zoo.data import digits
 from nasnet_zoo.errors import ConfigError, RunError, TrainingError
 from nasnet_zoo.train import TrainConfig, evaluate, fit, run_recipe
 from nasnet_zoo.weights import read_state_dict
+from tests.helpers import DEVICES
 from tests.train_testing import TwoHeads, data_gradients, one_sgd_step, small_net, tiny_nasnet, without_time
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -197,11 +198,12 @@ def test_bad_input_errors() -> None:
         fit(model, (torch.randn(8, 4), torch.zeros(8, dtype=torch.long)), None, TrainConfig(epochs=1, batch_size=4))
 
 
-def test_bf16_autocast_and_channels_last_on_cpu(small_digits) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_bf16_autocast_and_channels_last(small_digits, device) -> None:
     train, val = small_digits
     model = tiny_nasnet()
     cfg = TrainConfig(epochs=1, batch_size=32, precision="bf16", channels_last=True)
-    result = fit(model, train, val, cfg, device="cpu")
+    result = fit(model, train, val, cfg, device=device)
     assert np.isfinite(result.history[0]["train_loss"]) and result.final_val_acc is not None
     assert model.stem.conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert model.stem.conv.weight.dtype == torch.float32  # autocast, not a bf16 copy of the weights

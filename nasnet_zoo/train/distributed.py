@@ -262,11 +262,11 @@ def _collective_device() -> torch.device:
 
 
 def all_sum(*values: torch.Tensor) -> list[torch.Tensor]:
-    """Each tensor summed over the replicas (returned as float64 copies; the inputs are unchanged)."""
-    flat = torch.stack([v.detach().to(torch.float64).reshape(()) for v in values])
+    """Each tensor summed over the replicas (returned as float64 copies, on one device; the inputs, which may be
+    on different devices, are unchanged)."""
+    device = _collective_device() if world_size() > 1 else values[0].device
+    flat = torch.stack([v.detach().to(device, torch.float64).reshape(()) for v in values])
     if world_size() > 1:
-        if dist.get_backend() == "nccl":
-            flat = flat.to(_collective_device())
         dist.all_reduce(flat)
     return list(flat.unbind())
 

@@ -41,6 +41,7 @@ from nasnet_zoo.runtime import torch_threads
 from nasnet_zoo.table import format_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SHARES = ("share_shared", "share_reward", "share_controller", "share_disk", "share_loading")
 
 
 def run(preset: str, task: Any, device: str, minutes: float, resume_minutes: float, out: Path) -> dict[str, Any]:
@@ -72,7 +73,8 @@ def run(preset: str, task: Any, device: str, minutes: float, resume_minutes: flo
         epochs_per_hour=None if steps_per_epoch is None else 3600 / (per_step_wall * steps_per_epoch),
         share_shared=t["shared"] / t["elapsed"], share_reward=t["reward"] / t["elapsed"],
         share_controller=t["controller"] / t["elapsed"],
-        share_loading=1 - (t["shared"] + t["reward"] + t["controller"]) / t["elapsed"],
+        share_disk=t["disk"] / t["elapsed"],
+        share_loading=1 - (t["shared"] + t["reward"] + t["controller"] + t["disk"]) / t["elapsed"],
         preset_shared_steps=total_steps, preset_children=p.budget, preset_final=cfg.final,
         preset_hours=None if whole is None else whole / 3600, rewards=[r["reward"] for r in resumed.records[-5:]],
     )  # fmt: skip
@@ -94,8 +96,8 @@ def report(results: dict[str, Any]) -> str:
          f"{r['shared_steps_per_second']:.1f}"),
         ("training epochs per hour", _fmt(r["epochs_per_hour"], lambda v: f"{v:.1f}")),
         ("rewards per second", _fmt(r["seconds_per_reward"], lambda v: f"{1 / v:.1f}")),
-        ("wall time: shared steps / rewards / controller / loading and checkpoints", " / ".join(
-            f"{r[k]:.0%}" for k in ("share_shared", "share_reward", "share_controller", "share_loading"))),
+        ("wall time: shared steps / rewards / controller / checkpoints and journal / the rest (loading)",
+         " / ".join(f"{r[k]:.0%}" for k in SHARES)),
         (f"the whole preset ({r['preset_shared_steps']:,} steps, {r['preset_children']:,} rewards, "
          f"{r['preset_final']} final cells), hours", _fmt(r["preset_hours"], lambda v: f"{v:.2f}")),
     ]  # fmt: skip

@@ -106,7 +106,7 @@ class _Run:
         self.records: list[dict[str, Any]] = []  # the search journal
         self.finals: list[dict[str, Any]] = []  # the derive step's journal
         self.seen: set[str] = set()
-        self.elapsed, self.seconds = 0.0, {"shared": 0.0, "reward": 0.0, "controller": 0.0}
+        self.elapsed, self.seconds = 0.0, {"shared": 0.0, "reward": 0.0, "controller": 0.0, "disk": 0.0}
         self.notes: list[str] = []
         self.out = None if config.out is None else Path(config.out) / run_name(config)
         self.search = None if self.out is None else RunFolder(self.out / "search")
@@ -143,7 +143,8 @@ class _Run:
         self.optimizer.load_state_dict({"state": slots, "param_groups": state["optimizer"]["param_groups"]})
         self.algorithm.load_state_dict(state["algorithm"])
         self.step, self.round, self.next_child = state["step"], state["round"], state["next_child"]
-        self.phase, self.elapsed, self.seconds = state["phase"], state["elapsed"], state["seconds"]
+        self.phase, self.elapsed = state["phase"], state["elapsed"]
+        self.seconds = {"disk": 0.0, **state["seconds"]}  # runs checkpointed before "disk" was counted
         self.candidates = [Proposal(tuple(a), lp, v) for a, lp, v in state["candidates"]]
         self.seen = {r["hash"] for r in self.records[:counted]}
         if any(r["child"] != i for i, r in enumerate(self.records)):
@@ -152,12 +153,14 @@ class _Run:
     def checkpoint(self) -> None:
         if self.search is None:
             return
+        t = time.perf_counter()
         self.search.save({
             "algorithm": self.algorithm.state_dict(), "pending": [], "next_child": self.next_child,
             "elapsed": self.elapsed, "supernet": pack(self.supernet.state_dict()), "optimizer": self._optimizer_state(),
             "step": self.step, "round": self.round, "phase": self.phase, "seconds": dict(self.seconds),
             "candidates": [[list(p.actions), p.log_prob, p.policy_version] for p in self.candidates],
         })  # fmt: skip
+        self.seconds["disk"] += time.perf_counter() - t  # this save's own time reaches the next checkpoint
 
     def _optimizer_state(self) -> dict[str, Any]:
         state = self.optimizer.state_dict()  # per weight: SGD's momentum buffer, Adam's moments and step count
@@ -256,7 +259,9 @@ class _Run:
                 self.elapsed_now(clock)
                 line = self.record(child, drawn, value, error, seconds, "search")
                 if self.search is not None:
-                    self.search.journal.append(line)
+                    t = time.perf_counter()
+                    self.search.journal.append(line)  # fsynced
+                    self.seconds["disk"] += time.perf_counter() - t
                 self.records.append(line)
                 self.observe(drawn[0], value)
                 done(line)
@@ -291,7 +296,9 @@ class _Run:
             self.elapsed_now(clock)
             line = self.record(self.budget + i, (proposal, 0, h), value, error, seconds, "final")
             if self.final is not None:
+                t = time.perf_counter()
                 self.final.journal.append(line)
+                self.seconds["disk"] += time.perf_counter() - t
             self.finals.append(line)
             done(line)
         return True
@@ -365,7 +372,8 @@ def _loop(run: _Run, progress: bool) -> SearchResult:
     s = run.seconds
     total = max(run.elapsed, 1e-9)
     run.notes.append(f"wall time: shared-weight steps {s['shared'] / total:.0%}, rewards {s['reward'] / total:.0%}, "
-                     f"controller {s['controller'] / total:.0%} ({run.step} shared steps)")  # fmt: skip
+                     f"controller {s['controller'] / total:.0%}, checkpoints and journal {s['disk'] / total:.0%} "
+                     f"({run.step} shared steps)")  # fmt: skip
     return SearchResult(run.records + run.finals, wall, s["controller"] - controller, run.out, run.notes)
 
 

@@ -68,7 +68,7 @@ def test_a_run_leaves_the_search_outputs_that_retrain_reads(straight):
     assert Genotype.load(tmp_path / "best.json") == Genotype.from_dict(best["genotype"])  # ranked on the final weights
     assert json.loads((tmp_path / "ppo-ws-seed0" / "run.json").read_text())["task"]["class"] == "DigitsTask"
     timing = json.loads((tmp_path / "ppo-ws-seed0" / "search" / "timing.json").read_text())
-    assert timing["controller"] > 0 and timing["shared_steps"] == 9  # 3 rounds of 3 steps
+    assert timing["controller"] > 0 and timing["disk"] > 0 and timing["shared_steps"] == 9  # 3 rounds of 3 steps
 
 
 class Stop(Exception):

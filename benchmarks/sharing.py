@@ -283,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="default: steps run estimate, and with --fidelity run fidelity")  # fmt: skip
     p.add_argument("--genotypes", type=int, default=5)
     p.add_argument("--budget", type=int, help="rewarded children of the run (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="the run's seed (its supernet's weights, batches, policy)")
     p.add_argument("--run-dir", type=Path, help="fidelity without run: a finished run folder OUT/ppo-ws-seed0")
     p.add_argument("--fidelity", type=Path, help="a fidelity measurement's results JSON")
     p.add_argument("--threads", type=int, default=1)
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         if "run" in args.sections:
             keep = args.out / f"run-{args.preset}"
             out = keep if args.fidelity else Path(tmp)
-            results["run"] = run(args.preset, args.budget or PRESETS[args.preset].budget, out)
+            results["run"] = run(args.preset, args.budget or PRESETS[args.preset].budget, out, args.seed)
             run_dir = Path(results["run"]["run_dir"])
             print(json.dumps(results["run"], indent=1), flush=True)
         if "fidelity" in args.sections:

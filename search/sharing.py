@@ -359,9 +359,9 @@ def _loop(run: _Run, progress: bool) -> SearchResult:
             run.checkpoint()
         if finished and not run.derive(deadline, clock, done):
             finished = False
-        if not finished:  # out of time between two steps or children: a clean point to checkpoint
-            run.elapsed_now(clock)
-            run.checkpoint()
+        run.elapsed_now(clock)  # finished (the derive step's time too) or out of time between two steps or children
+        run.checkpoint()
+        if not finished:
             run.notes.append(f"stopped after {run.config.max_minutes} minutes; --resume continues from here")
     finally:
         if bar is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import shutil
 
 import pytest
 import torch
@@ -69,6 +70,16 @@ def test_a_run_leaves_the_search_outputs_that_retrain_reads(straight):
     assert json.loads((tmp_path / "ppo-ws-seed0" / "run.json").read_text())["task"]["class"] == "DigitsTask"
     timing = json.loads((tmp_path / "ppo-ws-seed0" / "search" / "timing.json").read_text())
     assert timing["controller"] > 0 and timing["disk"] > 0 and timing["shared_steps"] == 9  # 3 rounds of 3 steps
+
+
+def test_a_finished_run_opened_again_keeps_its_time(straight, tiny, tmp_path, one_thread):
+    """Resuming a finished run does nothing, and its timing keeps the derive step's time (it is checkpointed)."""
+    shutil.copytree(straight[0], tmp_path / "again")
+    timing = tmp_path / "again" / "ppo-ws-seed0" / "search" / "timing.json"
+    before = json.loads(timing.read_text())
+    _run(tmp_path / "again", resume=True, device=straight[2])
+    assert _lines(tmp_path / "again") == straight[1]
+    assert json.loads(timing.read_text())["elapsed"] >= before["elapsed"]
 
 
 class Stop(Exception):

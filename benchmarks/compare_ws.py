@@ -29,7 +29,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +63,17 @@ def ws_run(preset: str, algo: str, seed: int, out: Path, budget: int | None, tas
     return best_record(finals, len(finals)), float(timing["elapsed"])
 
 
-def alone_run(preset: str, algo: str, seed: int, out: Path, seconds: float, task: Any, evaluator: Any) -> dict | None:
-    """One stand-alone search stopped after ``seconds`` (summed over resumes): its best cell by reward."""
+def alone_run(
+    preset: str, algo: str, seed: int, out: Path, seconds: float, task: Any, evaluator: Any
+) -> tuple[dict | None, float]:
+    """One stand-alone search stopped after ``seconds`` (summed over resumes): its best cell by reward and its
+    wall seconds (every session of it, so a rerun that finds it finished reports the time it took)."""
     folder = out / "alone" / f"{algo}-seed{seed}"
     config = SearchConfig(preset=preset, algo=algo, seed=seed, budget=HUGE, out=out / "alone", task=task,
                           max_minutes=seconds / 60, resume=(folder / RUN).exists())  # fmt: skip
-    run_search(config, evaluator)
+    result = run_search(config, evaluator)
     records = read_journal(folder / "journal.jsonl")
-    return best_record(records, len(records))
+    return best_record(records, len(records)), result.elapsed_seconds
 
 
 def run(args: argparse.Namespace, ws_task: Any = None, alone_task: Any = None) -> dict[str, Any]:
@@ -92,9 +94,7 @@ def run(args: argparse.Namespace, ws_task: Any = None, alone_task: Any = None) -
                                                                     ws_task)  # fmt: skip
                 seconds = 60 * args.minutes if args.minutes else max(wall.values())
                 for algo in ALONE_ALGOS:
-                    t = time.perf_counter()
-                    best[algo] = alone_run(args.preset, algo, seed, out, seconds, alone_task, evaluator)
-                    wall[algo] = time.perf_counter() - t
+                    best[algo], wall[algo] = alone_run(args.preset, algo, seed, out, seconds, alone_task, evaluator)
                 todo.append(dict(label=REFERENCE, arm=REFERENCE, seed=standalone_seed(seed), search_seed=seed,
                                  hash=canonical_hash(NASNET_A), genotype=NASNET_A.to_dict()))  # fmt: skip
                 for arm in ARMS:

@@ -78,6 +78,7 @@ class SearchResult:
     controller_seconds: float  # this call, spent proposing and observing (policy updates included)
     run_dir: Path | None
     notes: list[str] = field(default_factory=list)  # what the user should know: a rebuild, an early stop
+    elapsed_seconds: float = 0.0  # the whole run's wall time: every session of it, resumes included
 
     @property
     def best(self) -> dict[str, Any] | None:
@@ -303,7 +304,8 @@ def _loop(run: _Run, budget: int, evaluator: Evaluator, owned: bool, progress: b
             timeout = None if deadline is None else max(0.0, deadline - elapsed())
             for outcome in evaluator.wait_any(timeout):
                 finished(run.finish(outcome, elapsed()))
-        run.checkpoint(elapsed())
+        total = elapsed()
+        run.checkpoint(total)
     finally:
         if owned:
             evaluator.close()
@@ -311,4 +313,4 @@ def _loop(run: _Run, budget: int, evaluator: Evaluator, owned: bool, progress: b
             bar.close()
     wall = time.perf_counter() - start
     dir = None if run.folder is None else run.folder.path
-    return SearchResult(run.records, wall, run.controller_seconds - controller_before, dir, run.notes)
+    return SearchResult(run.records, wall, run.controller_seconds - controller_before, dir, run.notes, total)

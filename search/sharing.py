@@ -374,7 +374,7 @@ def _loop(run: _Run, progress: bool) -> SearchResult:
     run.notes.append(f"wall time: shared-weight steps {s['shared'] / total:.0%}, rewards {s['reward'] / total:.0%}, "
                      f"controller {s['controller'] / total:.0%}, checkpoints and journal {s['disk'] / total:.0%} "
                      f"({run.step} shared steps)")  # fmt: skip
-    return SearchResult(run.records + run.finals, wall, s["controller"] - controller, run.out, run.notes)
+    return SearchResult(run.records + run.finals, wall, s["controller"] - controller, run.out, run.notes, run.elapsed)
 
 
 def _outputs(run: _Run) -> None:

@@ -1,5 +1,6 @@
 """The equal-wall-time comparison of weight sharing with the stand-alone search (benchmarks/compare_ws.py), at a
-smoke size: every arm runs, the stand-alone searches get the WS runs' wall time, every chosen cell is tested."""
+smoke size: every arm runs, the stand-alone searches get the WS runs' wall time, every chosen cell is tested,
+a rerun resumes and reports the same times."""
 
 from __future__ import annotations
 
@@ -33,5 +34,8 @@ def test_every_arm_runs_at_the_ws_runs_wall_time_and_its_cell_is_tested(tmp_path
     assert alone and max(r["elapsed"] for r in alone) <= ws_wall + 30  # stopped at the WS wall time (one child over)
     lines = (tmp_path / "out" / "standalone.jsonl").read_text().splitlines()
     assert {json.loads(x)["label"] for x in lines} >= {"NASNet-A"}
+    again = {r["arm"]: r for r in compare_ws.run(ns, ws_task=WS_TASK, alone_task=ALONE_TASK)["runs"]}
+    for arm in ("ppo", "random"):  # a rerun finds them finished and reports the wall time they took, not its own
+        assert again[arm]["wall_seconds"] >= runs[arm]["wall_seconds"] > 0, arm
     compare_ws.write(result, tmp_path / "results")
     assert "ppo-ws vs random" in (tmp_path / "results" / "compare-ws-cpu-digits.md").read_text()

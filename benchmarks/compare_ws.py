@@ -20,7 +20,9 @@ Per seed, in this order:
 
 Report: ``--results``/``compare-ws-<preset>.json`` and ``.md``: per arm the test accuracy by seed, its mean and
 std, the wall minutes, and `compare_report.significance` of PPO-WS against each other arm. Resumable: a rerun
-continues every run from its folder and trains only the missing stand-alone cells.
+continues every run from its folder and trains only the missing stand-alone cells. ``--prior PATH`` (repeatable)
+adds the seeds of an earlier result JSON (another session's; each seed is self-contained: its own wall-time budget
+on its own machine) to the table and the tests; its command and machine are kept beside this run's.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from nasnet_zoo.search.space import canonical_hash
 
 from benchmarks import compare_report
 from benchmarks.compare import REFERENCE, CompareConfig, best_record, machine, run_standalone, standalone_seed
-from nasnet_zoo.errors import NasnetZooError
+from nasnet_zoo.errors import ConfigError, NasnetZooError
 from nasnet_zoo.files import RunLock, atomic_write
 from nasnet_zoo.genotype import NASNET_A
 from nasnet_zoo.table import format_table
@@ -78,6 +80,7 @@ def alone_run(
 
 def run(args: argparse.Namespace, ws_task: Any = None, alone_task: Any = None) -> dict[str, Any]:
     """The comparison (see the module docstring); ``ws_task``/``alone_task`` replace the presets' tasks (tests)."""
+    prior = [load_prior(path, args) for path in args.prior]  # checked before anything runs
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     compare = CompareConfig(preset=args.preset, seeds=args.seeds, algorithms=list(ALONE_ALGOS), out=out,
@@ -107,11 +110,26 @@ def run(args: argparse.Namespace, ws_task: Any = None, alone_task: Any = None) -
             done = run_standalone(compare, evaluator, todo)
         finally:
             evaluator.close()
-    return summarize(args, rows, todo, done, epochs)
+    return summarize(args, rows, todo, done, epochs, prior)
 
 
-def summarize(args: argparse.Namespace, rows: list[dict], todo: list[dict], done: dict, epochs: int) -> dict[str, Any]:
-    """Test accuracy per arm and seed, means, and PPO-WS against each other arm."""
+def load_prior(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """An earlier result JSON whose seeds join this run's: same presets, none of this run's seeds."""
+    try:
+        prior = json.loads(Path(path).read_text())
+        presets, seeds = (prior["preset"], prior["ws_preset"]), {int(s) for s in prior["seeds"]}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"--prior {path}: not a compare_ws result JSON ({e})") from None
+    if presets != (args.preset, args.ws_preset):
+        raise ConfigError(f"--prior {path} compared presets {presets}, this run {(args.preset, args.ws_preset)}")
+    if seeds & set(args.seeds):
+        raise ConfigError(f"--prior {path} already has seeds {sorted(seeds & set(args.seeds))}: drop them from --seeds")
+    return prior
+
+
+def summarize(args: argparse.Namespace, rows: list[dict], todo: list[dict], done: dict, epochs: int,
+              prior: list[dict[str, Any]] = ()) -> dict[str, Any]:  # fmt: skip
+    """Test accuracy per arm and seed (``prior``'s seeds too), means, and PPO-WS against each other arm."""
     scores: dict[str, dict[int, float]] = {arm: {} for arm in (*ARMS, REFERENCE)}
     for c in todo:
         line = done.get((c["hash"], c["seed"]))
@@ -119,11 +137,17 @@ def summarize(args: argparse.Namespace, rows: list[dict], todo: list[dict], done
             scores[c["arm"]][c["search_seed"]] = line["score"]
     for r in rows:
         r["test"] = scores[r["arm"]].get(r["seed"])
+    for earlier in prior:
+        for arm, s in earlier["arms"].items():
+            scores[arm].update({int(seed): v for seed, v in s["by_seed"].items()})
+        rows, todo = [*earlier["runs"], *rows], [*earlier["cells"], *todo]
+    scores = {arm: dict(sorted(s.items())) for arm, s in scores.items()}
     arms = {arm: dict(_mean_std(list(s.values())), by_seed=s) for arm, s in scores.items()}
     tests = {other: compare_report.significance(scores["ppo-ws"], scores[other]) for other in (*ARMS[1:], REFERENCE)}
     command = "python -m benchmarks.compare_ws " + " ".join(args.argv)
-    return dict(command=command, preset=args.preset, ws_preset=args.ws_preset, seeds=args.seeds,
-                standalone_epochs=epochs, machine=machine(), runs=rows, arms=arms, ppo_ws_vs=tests,
+    earlier = [dict(command=e["command"], machine=e["machine"], seeds=e["seeds"]) for e in prior]
+    return dict(command=command, preset=args.preset, ws_preset=args.ws_preset, seeds=sorted(scores["ppo-ws"]),
+                standalone_epochs=epochs, machine=machine(), earlier=earlier, runs=rows, arms=arms, ppo_ws_vs=tests,
                 cells=todo)  # fmt: skip
 
 
@@ -139,14 +163,18 @@ def _p(x: float | None) -> str:
 def markdown(result: dict[str, Any]) -> str:
     rows = []
     for arm, s in result["arms"].items():
-        minutes = [r["wall_seconds"] / 60 for r in result["runs"] if r["arm"] == arm]
+        minutes = ", ".join(f"{r['wall_seconds'] / 60:.1f}" for r in sorted(result["runs"], key=lambda r: r["seed"])
+                            if r["arm"] == arm)  # fmt: skip
         by_seed = ", ".join(f"{v:.3f}" for _, v in sorted(s["by_seed"].items()))
         mean = "-" if s["mean"] is None else f"{s['mean']:.4f} ± {s['std'] or 0:.4f}"
-        rows.append((arm, mean, by_seed, f"{sum(minutes) / len(minutes):.1f}" if minutes else "-"))
+        rows.append((arm, mean, by_seed, minutes or "-"))
     tests = [(f"ppo-ws vs {k}", _p(v["welch_p"]), _p(v["mannwhitney_p"]))
              for k, v in result["ppo_ws_vs"].items()]  # fmt: skip
+    earlier = "".join(f"\n\nSeeds {', '.join(map(str, e['seeds']))} from `{e['command']}` ({e['machine']['cpu']}, "
+                      f"{e['machine']['date']})" for e in result.get("earlier", []))  # fmt: skip
     return (f"# Weight sharing vs stand-alone search at equal wall time ({result['preset']})\n\n`{result['command']}`"
-            f"\n\n{format_table(rows, ['arm', 'test acc (mean ± std)', 'by seed', 'search minutes'])}\n\n"
+            f" ({result['machine']['cpu']}, {result['machine']['date']}){earlier}"
+            f"\n\n{format_table(rows, ['arm', 'test acc (mean ± std)', 'by seed', 'search minutes by seed'])}\n\n"
             f"{format_table(tests, ['', 'Welch p', 'Mann-Whitney p'])}\n")  # fmt: skip
 
 
@@ -161,6 +189,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backend", choices=list(BACKENDS), help="the stand-alone evaluator (default: the preset's)")
     p.add_argument("--out", type=Path, required=True, help="folder of the runs; rerun to resume")
     p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--prior", type=Path, action="append", default=[],
+                   help="an earlier result JSON whose seeds join the table (repeatable)")  # fmt: skip
     args = p.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
     return args

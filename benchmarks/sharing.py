@@ -330,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _f3(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
 def report(command: str, machine: dict[str, Any], results: dict[str, Any]) -> str:
     load = machine["load_average_before"][0], machine["load_average_after"][0]
     lines = [
@@ -352,7 +356,7 @@ def report(command: str, machine: dict[str, Any], results: dict[str, Any]) -> st
         lines.append(format_table([(f"{r['wall_seconds'] / 60:.1f}", r["shared_steps"],
                                     f"{r['shared_steps_per_second']:.2f}", f"{r['children_per_second']:.2f}",
                                     f"{100 * r['share_shared']:.1f} %", f"{100 * r['share_reward']:.1f} %",
-                                    f"{100 * r['share_controller']:.2f} %", f"{r['best_final_reward']:.3f}")],
+                                    f"{100 * r['share_controller']:.2f} %", _f3(r["best_final_reward"]))],
                                   ["minutes", "shared steps", "steps/s", "children/s", "shared", "rewards",
                                    "controller", "best final reward"]) + "\n")  # fmt: skip
     if "fidelity" in results:

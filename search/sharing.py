@@ -10,9 +10,9 @@ A run alternates rounds of
     validation minibatches, journaled, then observed by the algorithm (PPO updates every 20, as stand-alone).
 
 The algorithms, controller and PPO are the stand-alone search's (`presets.make_algorithm`). After ``budget``
-rewarded children the derive step (ENAS's): ``final`` more distinct cells drawn from the final policy, each
-scored on the whole validation split with the final shared weights. A reward has no side effect on the
-supernet (BN statistics are put back), so rewards can be replayed.
+rewarded children the derive step (ENAS's): ``final`` distinct cells drawn from the final policy (rewarded in the
+search or not), each scored on the whole validation split with the final shared weights. A reward has no side
+effect on the supernet (BN statistics are put back), so rewards can be replayed.
 
 BN statistics for a reward (``bn``): ``batch`` normalises with the validation minibatch's own statistics (ENAS);
 ``recalibrate`` re-estimates the child's running statistics on ``recalibrate_batches`` training minibatches
@@ -174,15 +174,15 @@ class _Run:
         self.seconds["controller"] += time.perf_counter() - t
         return proposal
 
-    def draw(self) -> tuple[Proposal, int, str] | None:
-        """A cell not rewarded yet, how many rewarded ones were drawn before it, its hash; None: converged."""
+    def draw(self, seen: set[str]) -> tuple[Proposal, int, str] | None:
+        """A cell not in ``seen`` (then added), how many cells of ``seen`` were drawn before it, its hash; None
+        after ``MAX_DRAWS`` of them in a row."""
         for resampled in range(MAX_DRAWS):
             proposal = self.propose()
             h = canonical_hash(decode(list(proposal.actions), self.num_blocks))
-            if h not in self.seen:
-                self.seen.add(h)
+            if h not in seen:
+                seen.add(h)
                 return proposal, resampled, h
-        self.notes.append(f"the {self.config.algo} search drew {MAX_DRAWS} rewarded cells in a row: it has converged")
         return None
 
     def observe(self, proposal: Proposal, reward: float | None) -> None:
@@ -242,8 +242,10 @@ class _Run:
                 break
             if deadline is not None and clock() >= deadline:
                 return False
-            child, drawn = self.next_child, self.draw()
+            child, drawn = self.next_child, self.draw(self.seen)
             if drawn is None:
+                self.notes.append(f"the {self.config.algo} search drew {MAX_DRAWS} rewarded cells in a row: it has "
+                                  "converged")  # fmt: skip
                 self.next_child = self.budget
                 break
             if child < len(self.records):  # journaled before an interruption: check it and replay its reward
@@ -272,12 +274,15 @@ class _Run:
         self.elapsed = clock()
 
     def derive(self, deadline: float | None, clock: Any, done: Any) -> bool:
-        """Score ``final`` new cells of the final policy on the whole validation split; False: out of time."""
+        """Score ``final`` distinct cells of the final policy on the whole validation split; False: out of time.
+        Cells rewarded in the search are candidates too: they are the ones a converged policy proposes."""
         if self.phase == "search":
-            self.candidates = []
+            self.candidates, distinct = [], set()
             for _ in range(self.sharing.final):
-                drawn = self.draw()
+                drawn = self.draw(distinct)
                 if drawn is None:
+                    self.notes.append(f"the final policy proposes {len(distinct)} distinct cells: the derive step "
+                                      "scores those")  # fmt: skip
                     break
                 self.candidates.append(drawn[0])
             self.phase = "final"

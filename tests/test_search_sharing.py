@@ -62,7 +62,7 @@ def test_a_run_leaves_the_search_outputs_that_retrain_reads(straight):
     assert len({r["hash"] for r in search}) == 7  # distinct cells, as the stand-alone search
     finals = report.read_journal(tmp_path / "ppo-ws-seed0" / report.JOURNAL)
     assert len(finals) == 2 and {r["phase"] for r in finals} == {"final"}
-    assert not {r["hash"] for r in finals} & {r["hash"] for r in search}
+    assert len({r["hash"] for r in finals}) == 2  # distinct cells of the final policy (rewarded in the search or not)
     for name in ("best.json", "topk.json", "search.png", "summary.md"):
         assert (tmp_path / name).is_file()
     best = max(finals, key=lambda r: r["reward"])
@@ -70,6 +70,25 @@ def test_a_run_leaves_the_search_outputs_that_retrain_reads(straight):
     assert json.loads((tmp_path / "ppo-ws-seed0" / "run.json").read_text())["task"]["class"] == "DigitsTask"
     timing = json.loads((tmp_path / "ppo-ws-seed0" / "search" / "timing.json").read_text())
     assert timing["controller"] > 0 and timing["disk"] > 0 and timing["shared_steps"] == 9  # 3 rounds of 3 steps
+
+
+def test_a_converged_policy_still_derives_its_cell(tmp_path, tiny, monkeypatch, one_thread):
+    """A policy that proposes one cell only: the search stops (converged), and the derive step scores that cell,
+    although the search rewarded it already, rather than deriving nothing."""
+    real, fixed = sharing._Run.propose, []
+
+    def one_cell(self):
+        if not fixed:
+            fixed.append(real(self))
+        return fixed[0]
+
+    monkeypatch.setattr(sharing._Run, "propose", one_cell)
+    result = _run(tmp_path, algo="random")
+    search = report.read_journal(tmp_path / "random-ws-seed0" / "search" / report.JOURNAL)
+    finals = report.read_journal(tmp_path / "random-ws-seed0" / report.JOURNAL)
+    assert len(search) == 1 and [r["hash"] for r in finals] == [search[0]["hash"]]
+    assert Genotype.load(tmp_path / "best.json") == Genotype.from_dict(search[0]["genotype"])
+    assert any("converged" in n for n in result.notes) and any("1 distinct cells" in n for n in result.notes)
 
 
 def test_a_finished_run_opened_again_keeps_its_time(straight, tiny, tmp_path, one_thread):

@@ -284,4 +284,7 @@ def test_the_benchmark_scores_a_fidelity_measurements_cells_on_the_trained_super
     f = out["fidelity"]
     assert f["cells"] == 3 and f["standalone"] == [0.5, 0.6, 0.7] and all(0 <= r <= 1 for r in f["rewards"])
     assert -1 <= f["kendall_tau"] <= 1 or f["kendall_tau"] != f["kendall_tau"]  # NaN when the rewards all tie
+    assert f["mean_accuracy"] == pytest.approx(sum(f["rewards"]) / 3) and f["max_accuracy"] == max(f["rewards"])
+    journal = report.read_journal(tmp_path / "out" / "run-digits-ws" / "ppo-ws-seed0" / "search" / report.JOURNAL)
+    assert f["last_search_rewards"] == pytest.approx(sum(r["reward"] for r in journal) / 3)  # the run's own 3 children
     assert "Kendall tau" in (tmp_path / "out" / "sharing.md").read_text()

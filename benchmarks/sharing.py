@@ -4,9 +4,9 @@ fidelity, and what the one-GPU CIFAR-10 preset is expected to cost.
 1. **steps**: on ``--genotypes`` random genotypes of the preset's child layout, a supernet training step and a
    reward forward beside the stand-alone child's training step and forward on the same genotype and minibatch
    (timed round-robin, medians): what sharing costs per minibatch over a plain network.
-2. **run**: a PPO search of the preset (``--budget`` rewarded children), from its ``timing.json``: shared steps
-   per second, children per second, and the shares of the wall time in shared steps, rewards and the controller
-   (sampling, PPO updates).
+2. **run**: a PPO search of the preset (``--algo``: REINFORCE or RS-WS instead; ``--budget`` rewarded children),
+   from its ``timing.json``: shared steps per second, children per second, and the shares of the wall time in
+   shared steps, rewards and the controller (sampling, policy updates).
 3. **fidelity** (``--fidelity PATH``, a fidelity measurement's results JSON): the supernet trained by (2) scores
    each of its cells on the whole validation split; Kendall tau against their stand-alone accuracies.
 4. **cifar10-ws estimate**: mult-adds of random children of the cifar10-ws layout (F = 20, 6 + 2 cells, 32x32),
@@ -151,16 +151,16 @@ def _time_genotype(
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def run(preset: str, budget: int, out: Path, seed: int = 0) -> dict[str, Any]:
-    """Section 2: one PPO search of the preset; the split of its wall time."""
-    result = sharing.run_sharing(SearchConfig(preset=preset, algo="ppo", seed=seed, budget=budget, out=out),
+def run(preset: str, budget: int, out: Path, seed: int = 0, algo: str = "ppo") -> dict[str, Any]:
+    """Section 2: one search of the preset (PPO unless ``algo``); the split of its wall time."""
+    result = sharing.run_sharing(SearchConfig(preset=preset, algo=algo, seed=seed, budget=budget, out=out),
                                  device="cpu")  # fmt: skip
-    folder = out / f"ppo-ws-seed{seed}"
+    folder = out / f"{algo}-ws-seed{seed}"
     timing = json.loads((folder / "search" / "timing.json").read_text())
     elapsed = timing["elapsed"]
     finals = [r["reward"] for r in result.records if r.get("phase") == "final" and r["reward"] is not None]
     return dict(
-        preset=preset, budget=budget, seed=seed, wall_seconds=elapsed, shared_steps=timing["shared_steps"],
+        preset=preset, algo=algo, budget=budget, seed=seed, wall_seconds=elapsed, shared_steps=timing["shared_steps"],
         shared_steps_per_second=timing["shared_steps"] / timing["shared"],
         children_per_second=timing["children"] / timing["reward"],
         share_shared=timing["shared"] / elapsed, share_reward=timing["reward"] / elapsed,
@@ -291,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="default: steps run estimate, and with --fidelity run fidelity")  # fmt: skip
     p.add_argument("--genotypes", type=int, default=5)
     p.add_argument("--budget", type=int, help="rewarded children of the run (default: the preset's)")
+    p.add_argument("--algo", default="ppo", choices=["ppo", "reinforce", "random"], help="the run's algorithm")
     p.add_argument("--seed", type=int, default=0, help="the run's seed (its supernet's weights, batches, policy)")
     p.add_argument("--run-dir", type=Path, help="fidelity without run: a finished run folder OUT/ppo-ws-seed0")
     p.add_argument("--fidelity", type=Path, help="a fidelity measurement's results JSON")
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         if "run" in args.sections:
             keep = args.out / f"run-{args.preset}"
             out = keep if args.fidelity else Path(tmp)
-            results["run"] = run(args.preset, args.budget or PRESETS[args.preset].budget, out, args.seed)
+            results["run"] = run(args.preset, args.budget or PRESETS[args.preset].budget, out, args.seed, args.algo)
             run_dir = Path(results["run"]["run_dir"])
             print(json.dumps(results["run"], indent=1), flush=True)
         if "fidelity" in args.sections:
@@ -360,7 +361,8 @@ def report(command: str, machine: dict[str, Any], results: dict[str, Any]) -> st
         lines.append(format_table(rows, ["", "supernet ms", "stand-alone ms", "ratio"]) + "\n")
     if "run" in results:
         r = results["run"]
-        lines.append(f"## A PPO search of {r['preset']} ({r['budget']} rewarded children)\n")
+        algo = {"ppo": "PPO", "reinforce": "REINFORCE", "random": "RS-WS"}[r.get("algo", "ppo")]
+        lines.append(f"## A {algo} search of {r['preset']} ({r['budget']} rewarded children)\n")
         lines.append(format_table([(f"{r['wall_seconds'] / 60:.1f}", r["shared_steps"],
                                     f"{r['shared_steps_per_second']:.2f}", f"{r['children_per_second']:.2f}",
                                     f"{100 * r['share_shared']:.1f} %", f"{100 * r['share_reward']:.1f} %",

@@ -269,7 +269,8 @@ def test_an_optimizer_other_than_sgd_needs_its_own_lr():
         SharingConfig(optimizer="lamb", lr=0.1)
 
 
-def test_the_benchmark_scores_a_fidelity_measurements_cells_on_the_trained_supernet(tmp_path, tiny, one_thread):
+@pytest.mark.parametrize("algo", ["ppo", "random"])
+def test_the_benchmark_scores_a_fidelity_measurements_cells_on_the_trained_supernet(algo, tmp_path, tiny, one_thread):
     from benchmarks import sharing as bench
 
     cells = [NASNET_A, random_genotype(1), random_genotype(2)]
@@ -277,7 +278,7 @@ def test_the_benchmark_scores_a_fidelity_measurements_cells_on_the_trained_super
     rows.append({"cell": 3, "genotype": random_genotype(3).to_dict(), "standalone_test": None})  # failed: left out
     results = tmp_path / "fidelity.json"
     results.write_text(json.dumps({"cells": 3, "rows": rows}))
-    assert bench.main(["--preset", "digits-ws", "--budget", "3", "--fidelity", str(results), "--out",
+    assert bench.main(["--preset", "digits-ws", "--budget", "3", "--algo", algo, "--fidelity", str(results), "--out",
                        str(tmp_path / "out")]) == 0  # fmt: skip
     out = json.loads((tmp_path / "out" / "sharing.json").read_text())
     assert set(out) >= {"run", "fidelity"} and "steps" not in out  # --fidelity: the run and its fidelity only
@@ -285,6 +286,6 @@ def test_the_benchmark_scores_a_fidelity_measurements_cells_on_the_trained_super
     assert f["cells"] == 3 and f["standalone"] == [0.5, 0.6, 0.7] and all(0 <= r <= 1 for r in f["rewards"])
     assert -1 <= f["kendall_tau"] <= 1 or f["kendall_tau"] != f["kendall_tau"]  # NaN when the rewards all tie
     assert f["mean_accuracy"] == pytest.approx(sum(f["rewards"]) / 3) and f["max_accuracy"] == max(f["rewards"])
-    journal = report.read_journal(tmp_path / "out" / "run-digits-ws" / "ppo-ws-seed0" / "search" / report.JOURNAL)
+    journal = report.read_journal(tmp_path / "out" / "run-digits-ws" / f"{algo}-ws-seed0" / "search" / report.JOURNAL)
     assert f["last_search_rewards"] == pytest.approx(sum(r["reward"] for r in journal) / 3)  # the run's own 3 children
-    assert "Kendall tau" in (tmp_path / "out" / "sharing.md").read_text()
+    assert out["run"]["algo"] == algo and "Kendall tau" in (tmp_path / "out" / "sharing.md").read_text()
